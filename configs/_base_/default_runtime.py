@@ -1,0 +1,15 @@
+# Runtime shared by every pns_mmdet config: mmdet's scope, hooks and logging,
+# plus the plugin import that registers all pns_mmdet components.
+_base_ = 'mmdet::_base_/default_runtime.py'
+
+custom_imports = dict(imports=['pns_mmdet'], allow_failed_imports=False)
+
+# Device comes from the environment (CUDA when present, else CPU); override
+# with `--cfg-options` if needed.
+env_cfg = dict(
+    cudnn_benchmark=False,
+    mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
+    dist_cfg=dict(backend='nccl'),
+)
+default_hooks = dict(logger=dict(type='LoggerHook', interval=10))
+log_processor = dict(type='LogProcessor', window_size=10, by_epoch=True)

@@ -1,0 +1,5 @@
+from .dense_heads import *  # noqa: F401,F403
+from .detectors import *  # noqa: F401,F403
+from .sam import *  # noqa: F401,F403
+from .task_modules import *  # noqa: F401,F403
+from .utils import *  # noqa: F401,F403
