@@ -1,0 +1,21 @@
+# The two commands a new user needs: `make demo` and `make test`.
+PYTHON := .venv/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: env test test-fast demo clean
+
+env:
+	@bash tools/setup_env.sh
+
+test: env
+	$(PYTHON) -m pytest tests $(PYTEST_ARGS)
+
+# Unit tests only (skips the slower end-to-end and real-data checks).
+test-fast: env
+	$(PYTHON) -m pytest tests -m "not slow" $(PYTEST_ARGS)
+
+demo: env
+	$(PYTHON) tools/demo.py $(DEMO_ARGS)
+
+clean:
+	rm -rf work_dirs/demo
