@@ -1,3 +1,8 @@
+from .io import (INST_MAP_KEYS, check_instance_map, load_image,
+                 load_instance_map, to_uint8_rgb)
 from .transforms import *  # noqa: F401,F403
 
-__all__ = []
+__all__ = [
+    'load_instance_map', 'load_image', 'to_uint8_rgb', 'check_instance_map',
+    'INST_MAP_KEYS'
+]

@@ -1,0 +1,291 @@
+"""Readers for nucleus images and instance maps in the formats public
+nucleus datasets ship (16-bit PNG, TIFF, ``.npy``, ``.mat``).
+
+Every reader fails loudly, naming the file and what was expected, because
+silently mis-read labels (a float map truncated to int, an RGB label image
+read as one channel) corrupt the metrics without any visible error.
+"""
+import os.path as osp
+from typing import Optional, Sequence
+
+import cv2
+import numpy as np
+from PIL import Image
+
+__all__ = ['load_instance_map', 'load_image', 'to_uint8_rgb',
+           'check_instance_map', 'INST_MAP_KEYS']
+
+#: Keys tried, in order, when reading an instance map from ``.mat`` /
+#: ``.npz`` / pickled-dict ``.npy`` files (HoVer-Net / CPM-17 use
+#: ``inst_map``; other releases use the alternatives).
+INST_MAP_KEYS = ('inst_map', 'instance_map', 'inst', 'instances', 'label',
+                 'labels', 'mask', 'masks', 'gt', 'GT', 'map')
+
+_PIL_IMAGE_EXTS = ('.png', '.tif', '.tiff', '.bmp', '.jpg', '.jpeg', '.gif',
+                   '.webp', '.ppm', '.pgm')
+
+
+def _check_exists(path: str, what: str) -> None:
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'{what} file not found: {path}')
+
+
+def _pick_key(container: dict, path: str, key: Optional[str],
+              candidates: Sequence[str]) -> np.ndarray:
+    """Return ``container[key]`` or the first candidate key present."""
+    names = [k for k in container.keys() if not str(k).startswith('__')]
+    if key is not None:
+        if key not in container:
+            raise KeyError(f'{path}: key {key!r} not found; available keys: '
+                           f'{sorted(map(str, names))}')
+        return container[key]
+    for k in candidates:
+        if k in container:
+            return container[k]
+    raise KeyError(f'{path}: no instance-map key found; tried '
+                   f'{list(candidates)}, available keys: '
+                   f'{sorted(map(str, names))}. Pass key=... explicitly.')
+
+
+def check_instance_map(arr: np.ndarray, name: str) -> np.ndarray:
+    """Validate an instance map and return it as int32 (int64 if needed).
+
+    Args:
+        arr (np.ndarray): candidate map, (H, W) or (H, W, 1); integer, bool,
+            or float holding integral values.
+        name (str): file (or array) name used in error messages.
+
+    Returns:
+        np.ndarray: (H, W) int32 map (int64 when ids exceed int32), 0 =
+        background, 1..N = instance ids (ids need not be contiguous).
+
+    Raises:
+        ValueError: not 2-D, not numeric, non-integral or non-finite floats,
+            or negative values.
+    """
+    arr = np.asarray(arr)
+    if arr.ndim == 3 and arr.shape[-1] == 1:
+        arr = arr[..., 0]
+    if arr.ndim != 2:
+        raise ValueError(f'{name}: instance map must be 2-D (H, W), got '
+                         f'shape {arr.shape}')
+    if arr.dtype == bool:
+        arr = arr.astype(np.uint8)
+    if np.issubdtype(arr.dtype, np.floating):
+        if not np.isfinite(arr).all():
+            raise ValueError(f'{name}: instance map contains NaN/inf values')
+        if not np.array_equal(arr, np.round(arr)):
+            bad = arr[arr != np.round(arr)][:3]
+            raise ValueError(f'{name}: instance map has non-integer values '
+                             f'(e.g. {bad.tolist()}); expected integer ids')
+    elif not np.issubdtype(arr.dtype, np.integer):
+        raise ValueError(f'{name}: instance map must hold integers, got '
+                         f'dtype {arr.dtype}')
+    if arr.size and arr.min() < 0:
+        raise ValueError(f'{name}: instance map has negative values (min '
+                         f'{arr.min()}); expected 0 = background, >0 = ids')
+    max_id = int(arr.max()) if arr.size else 0
+    out_dtype = np.int32 if max_id <= np.iinfo(np.int32).max else np.int64
+    return np.ascontiguousarray(arr.astype(out_dtype, copy=False))
+
+
+def _load_npy(path: str, key: Optional[str]) -> np.ndarray:
+    try:
+        data = np.load(path, allow_pickle=False)
+    except ValueError as e:
+        if 'allow_pickle' not in str(e):
+            raise ValueError(f'cannot read {path}: {e}') from e
+        # Upstream PromptNucSeg stores ``{'inst_map', 'type_map'}`` dicts in
+        # .npy files; those need pickle (only load files you trust).
+        data = np.load(path, allow_pickle=True)
+        if data.dtype == object and data.shape == ():
+            data = data.item()
+        if not isinstance(data, dict):
+            raise ValueError(f'{path}: object .npy that is not a dict of '
+                             'arrays; expected an (H, W) integer array')
+        return _pick_key(data, path, key, INST_MAP_KEYS)
+    except OSError as e:
+        raise ValueError(f'cannot read {path}: {e}') from e
+    if isinstance(data, np.lib.npyio.NpzFile):
+        with data:
+            return _pick_key({k: data[k] for k in data.files}, path, key,
+                             INST_MAP_KEYS)
+    return data
+
+
+def _load_mat(path: str, key: Optional[str]) -> np.ndarray:
+    import scipy.io
+    try:
+        mat = scipy.io.loadmat(path)
+    except NotImplementedError as e:
+        raise ValueError(
+            f'{path}: MATLAB v7.3 (HDF5) files are not supported; re-save '
+            'with `save(..., "-v7")` or convert to .npy/.png') from e
+    except Exception as e:  # scipy raises several types on corrupt files
+        raise ValueError(f'cannot read .mat file {path}: {e}') from e
+    return _pick_key(mat, path, key, INST_MAP_KEYS)
+
+
+def _load_label_image(path: str) -> np.ndarray:
+    """Read a label image without any colour conversion or bit reduction."""
+    try:
+        with Image.open(path) as img:
+            img.load()
+            if img.mode in ('I;16', 'I;16B', 'I;16L', 'I', 'F', 'L', '1',
+                            'P', 'I;16N'):
+                # 'P' here is kept as palette indices (= ids), not colours.
+                return np.array(img)
+    except Exception:  # fall back to OpenCV below (e.g. exotic TIFFs)
+        pass
+    arr = cv2.imread(path, cv2.IMREAD_UNCHANGED)
+    if arr is None:
+        raise ValueError(f'cannot read instance map image {path} '
+                         '(unreadable, truncated or unsupported format)')
+    return arr
+
+
+def load_instance_map(path: str, key: Optional[str] = None) -> np.ndarray:
+    """Load an instance-id map.
+
+    Supported: 8/16/32-bit PNG and TIFF (read unchanged, never rescaled),
+    ``.npy`` (plain array or upstream's pickled ``{'inst_map': ...}`` dict),
+    ``.npz`` and ``.mat`` (key ``key``, else the first of
+    :data:`INST_MAP_KEYS` present).
+
+    Args:
+        path (str): file path.
+        key (str, optional): array name inside ``.mat``/``.npz``/dict files.
+            Defaults to None (auto).
+
+    Returns:
+        np.ndarray: (H, W) int32 (int64 if ids overflow int32); 0 is
+        background, positive values are instance ids.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        KeyError: no usable key in a ``.mat``/``.npz``/dict file (the message
+            lists the available keys).
+        ValueError: unreadable file, or the map is not 2-D, has negative
+            values or non-integer floats.
+    """
+    path = str(path)
+    _check_exists(path, 'instance map')
+    ext = osp.splitext(path)[1].lower()
+    if ext in ('.npy', '.npz'):
+        arr = _load_npy(path, key)
+    elif ext == '.mat':
+        arr = _load_mat(path, key)
+    elif ext in _PIL_IMAGE_EXTS:
+        if ext in ('.jpg', '.jpeg'):
+            raise ValueError(f'{path}: JPEG is lossy and cannot store '
+                             'instance ids; use PNG/TIFF/.npy/.mat')
+        arr = _load_label_image(path)
+    else:
+        raise ValueError(f'{path}: unsupported instance-map extension '
+                         f'{ext!r}; expected .png, .tif, .tiff, .npy, .npz '
+                         'or .mat')
+    return check_instance_map(arr, path)
+
+
+def to_uint8_rgb(arr: np.ndarray, name: str = 'image') -> np.ndarray:
+    """Convert an image array to (H, W, 3) uint8 RGB.
+
+    Channel handling: (H, W) and (H, W, 1) are replicated to 3 channels;
+    (H, W, 4) drops alpha (no compositing); (H, W, 2) (grey+alpha) keeps the
+    grey channel. The channel order is left unchanged (RGB in, RGB out).
+
+    Intensity handling (deterministic, per image):
+
+    - uint8: unchanged.
+    - other integers (e.g. 16-bit): unchanged if the max is <= 255 (8-bit
+      data in a wider container); otherwise linearly rescaled by the image
+      maximum, ``round(v * 255 / max)``.
+    - floats: values in [0, 1] are multiplied by 255; values in [0, 255]
+      (e.g. PanNuke's float64 images) are rounded; larger ranges are
+      rescaled by the maximum. Negative values are clipped to 0.
+
+    Args:
+        arr (np.ndarray): (H, W), (H, W, 1), (H, W, 2), (H, W, 3) or
+            (H, W, 4) array.
+        name (str): used in error messages. Defaults to 'image'.
+
+    Returns:
+        np.ndarray: (H, W, 3) uint8.
+    """
+    arr = np.asarray(arr)
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    if arr.ndim != 3 or arr.shape[-1] not in (1, 2, 3, 4):
+        raise ValueError(f'{name}: expected an (H, W), (H, W, 1|2|3|4) '
+                         f'image, got shape {arr.shape}')
+    if arr.shape[-1] == 2:
+        arr = arr[..., :1]
+    elif arr.shape[-1] == 4:
+        arr = arr[..., :3]
+    if arr.dtype == bool:
+        arr = arr.astype(np.uint8) * 255
+    if arr.dtype != np.uint8:
+        if not (np.issubdtype(arr.dtype, np.integer)
+                or np.issubdtype(arr.dtype, np.floating)):
+            raise ValueError(f'{name}: unsupported image dtype {arr.dtype}')
+        a = arr.astype(np.float64)
+        if not np.isfinite(a).all():
+            raise ValueError(f'{name}: image contains NaN/inf values')
+        a = np.clip(a, 0, None)
+        vmax = float(a.max()) if a.size else 0.0
+        if np.issubdtype(arr.dtype, np.floating) and vmax <= 1.0:
+            a = a * 255.0
+        elif vmax > 255.0:
+            a = a * (255.0 / vmax)
+        arr = np.clip(np.round(a), 0, 255).astype(np.uint8)
+    if arr.shape[-1] == 1:
+        arr = np.repeat(arr, 3, axis=-1)
+    return np.ascontiguousarray(arr)
+
+
+def load_image(path: str) -> np.ndarray:
+    """Load an image as (H, W, 3) uint8 RGB.
+
+    Grayscale and palette images become RGB, alpha is dropped, and 16-bit
+    or float images are converted by :func:`to_uint8_rgb` (rescaled by the
+    image maximum when it exceeds 255). 16-bit colour PNG/TIFF files are read
+    with OpenCV at full depth (Pillow would silently drop the low byte).
+
+    Args:
+        path (str): image path (PNG, TIFF, JPEG, BMP, ...).
+
+    Returns:
+        np.ndarray: (H, W, 3) uint8 RGB.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ValueError: the file is unreadable, truncated or has an unsupported
+            layout.
+    """
+    path = str(path)
+    _check_exists(path, 'image')
+    try:
+        with Image.open(path) as img:
+            img.load()  # forces full decoding: truncation raises here
+            mode = img.mode
+            if mode in ('RGB', 'L') or mode.startswith('I') or mode == 'F':
+                arr = np.array(img)
+            elif mode in ('RGBA', 'LA', 'PA', 'P', '1', 'CMYK', 'YCbCr',
+                          'LAB', 'HSV', 'RGBX', 'La', 'RGBa'):
+                if mode == 'P' and 'transparency' in img.info:
+                    img = img.convert('RGBA')
+                arr = np.array(img.convert('RGB'))
+            else:
+                arr = np.array(img.convert('RGB'))
+    except Exception as e:
+        raise ValueError(f'cannot read image {path} (unreadable, truncated '
+                         f'or unsupported format): {e}') from e
+    ext = osp.splitext(path)[1].lower()
+    if arr.ndim == 3 and ext in ('.png', '.tif', '.tiff'):
+        # Pillow reduces 48/64-bit colour to 8 bits by dropping the low byte
+        # without saying so; OpenCV reads the full depth.
+        full = cv2.imread(path, cv2.IMREAD_UNCHANGED)
+        if full is not None and full.dtype != np.uint8 and full.ndim == 3:
+            full = full[..., :3][..., ::-1]  # BGR(A) -> RGB
+            return to_uint8_rgb(full, path)
+    return to_uint8_rgb(arr, path)
