@@ -1,1 +1,3 @@
-__all__ = []
+from .nucleus_prompter import NucleusPrompter
+
+__all__ = ['NucleusPrompter']

@@ -1,1 +1,3 @@
-__all__ = []
+from .point_l2_cost import PointL2Cost
+
+__all__ = ['PointL2Cost']
