@@ -1,9 +1,16 @@
 from .point_ops import (boxes_to_points, clip_points, point_nms,
                         points_to_boxes, points_to_grid, rescale_points)
 from .prompts import build_point_prompts, sample_interior_points
+from .tiling import (boxes_near_inner_edge, crop_masks, inner_tile_edges,
+                     make_tiles, masks_to_sam_boxes, most_central_tile,
+                     pad_to_size, paint_instances, points_in_tiles,
+                     sam_to_mmdet_boxes, tile_starts)
 
 __all__ = [
     'boxes_to_points', 'clip_points', 'point_nms', 'points_to_boxes',
     'points_to_grid', 'rescale_points', 'build_point_prompts',
-    'sample_interior_points'
+    'sample_interior_points', 'boxes_near_inner_edge', 'crop_masks',
+    'inner_tile_edges', 'make_tiles', 'masks_to_sam_boxes',
+    'most_central_tile', 'pad_to_size', 'paint_instances', 'points_in_tiles',
+    'sam_to_mmdet_boxes', 'tile_starts'
 ]
