@@ -336,41 +336,45 @@ def fill_polygon(rows: np.ndarray,
     maxc = min(shape[1] - 1, maxc)
     if maxr < minr or maxc < minc:
         return empty
-    r = np.arange(minr, maxr + 1, dtype=np.float64)[:, None]  # (h, 1)
-    c = np.arange(minc, maxc + 1, dtype=np.float64)[None, :]  # (1, w)
-    hw = (r.shape[0], c.shape[1])
+    r = np.arange(minr, maxr + 1, dtype=np.float64)[None, :, None]
+    c = np.arange(minc, maxc + 1, dtype=np.float64)[None, None, :]
+    hw = (r.shape[1], c.shape[2])
+    n = len(xp)
+    prev = np.roll(np.arange(n), 1)  # edge (i-1, i), as scikit-image
+    # Vectorised over (edges, rows, cols), in chunks of edges to bound
+    # memory on large polygons.
+    step = max(1, int(4e6 // (hw[0] * hw[1])))
+    acc = [np.zeros(hw, bool) for _ in range(3)]
     with np.errstate(divide='ignore', invalid='ignore'):
-        if rule == 'pnpoly':
-            inside = np.zeros(hw, bool)
-            j = len(xp) - 1
-            for i in range(len(xp)):
-                yi, yj, xi, xj = yp[i], yp[j], xp[i], xp[j]
+        for s0 in range(0, n, step):
+            i = np.arange(s0, min(n, s0 + step))
+            j = prev[i]
+            if rule == 'pnpoly':
+                yi = yp[i][:, None, None]
+                yj = yp[j][:, None, None]
+                xi = xp[i][:, None, None]
+                xj = xp[j][:, None, None]
                 band = ((yi <= r) & (r < yj)) | ((yj <= r) & (r < yi))
-                if band.any():
-                    xcross = (xj - xi) * (r - yi) / (yj - yi) + xi
-                    inside ^= band & (c < xcross)
-                j = i
-        else:
-            eps = 1e-12
-            vertex = np.zeros(hw, bool)
-            r_par = np.zeros(hw, bool)
-            l_par = np.zeros(hw, bool)
-            x1 = xp[-1] - c  # (1, w)
-            y1 = yp[-1] - r  # (h, 1)
-            for i in range(len(xp)):
-                x0 = xp[i] - c
-                y0 = yp[i] - r
-                vertex |= ((-eps < x0) & (x0 < eps)) & ((-eps < y0) &
-                                                        (y0 < eps))
-                s_r = (y0 > 0) != (y1 > 0)
-                s_l = (y0 < 0) != (y1 < 0)
-                if s_r.any() or s_l.any():
-                    cross = (x0 * y1 - x1 * y0) / (y1 - y0)
-                    r_par ^= s_r & (cross > 0)
-                    l_par ^= s_l & (cross < 0)
-                x1, y1 = x0, y0
-            # vertex, edge (parities differ) or inside (odd right crossings)
-            inside = vertex | (r_par != l_par) | r_par
+                xcross = (xj - xi) * (r - yi) / (yj - yi) + xi
+                acc[0] ^= np.logical_xor.reduce(band & (c < xcross), axis=0)
+            else:
+                eps = 1e-12
+                x0 = xp[i][:, None, None] - c
+                y0 = yp[i][:, None, None] - r
+                x1 = xp[j][:, None, None] - c
+                y1 = yp[j][:, None, None] - r
+                acc[0] |= (((-eps < x0) & (x0 < eps)) &
+                           ((-eps < y0) & (y0 < eps))).any(0)
+                cross = (x0 * y1 - x1 * y0) / (y1 - y0)
+                acc[1] ^= np.logical_xor.reduce(
+                    ((y0 > 0) != (y1 > 0)) & (cross > 0), axis=0)
+                acc[2] ^= np.logical_xor.reduce(
+                    ((y0 < 0) != (y1 < 0)) & (cross < 0), axis=0)
+    if rule == 'pnpoly':
+        inside = acc[0]
+    else:
+        # vertex, edge (right/left parities differ) or inside (odd right)
+        inside = acc[0] | (acc[1] != acc[2]) | acc[1]
     rr, cc = np.nonzero(inside)
     return rr + minr, cc + minc
 

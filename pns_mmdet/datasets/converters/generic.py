@@ -1,0 +1,169 @@
+"""Generic converter: a folder of images + a folder of instance maps.
+
+Maps (16-bit PNG, TIFF, ``.npy``, ``.npz``, ``.mat``) are matched to images
+by file stem (optionally after stripping a suffix such as ``_mask``);
+optional class maps are matched the same way.
+"""
+import glob
+import os.path as osp
+from typing import Dict, List, Optional, Sequence
+
+from ..io import load_image, load_instance_map
+from .coco_writer import CocoLayoutWriter, split_stems
+
+__all__ = ['convert_generic', 'find_by_stem', 'IMAGE_EXTS', 'MAP_EXTS']
+
+IMAGE_EXTS = ('.png', '.tif', '.tiff', '.jpg', '.jpeg', '.bmp')
+MAP_EXTS = ('.png', '.tif', '.tiff', '.npy', '.npz', '.mat')
+
+
+def find_by_stem(folder: str,
+                 exts: Sequence[str],
+                 suffix: str = '') -> Dict[str, str]:
+    """Map stem -> path for files in ``folder`` with one of ``exts``.
+
+    Args:
+        folder (str): directory (not searched recursively).
+        exts (Sequence[str]): accepted lower-case extensions with the dot.
+        suffix (str): stripped from the end of each stem when present
+            (e.g. ``'_mask'``). Defaults to ''.
+
+    Raises:
+        FileNotFoundError: ``folder`` does not exist.
+        ValueError: two files share a stem.
+    """
+    if not osp.isdir(folder):
+        raise FileNotFoundError(f'directory not found: {folder}')
+    out: Dict[str, str] = {}
+    for path in sorted(glob.glob(osp.join(folder, '*'))):
+        stem, ext = osp.splitext(osp.basename(path))
+        if ext.lower() not in exts or not osp.isfile(path):
+            continue
+        if suffix and stem.endswith(suffix):
+            stem = stem[:-len(suffix)]
+        if stem in out:
+            raise ValueError(f'two files with stem {stem!r} in {folder}: '
+                             f'{osp.basename(out[stem])} and '
+                             f'{osp.basename(path)}')
+        out[stem] = path
+    return out
+
+
+def convert_generic(image_dir: str,
+                    inst_dir: str,
+                    out_root: str,
+                    classes: Sequence[str] = ('nucleus', ),
+                    class_dir: Optional[str] = None,
+                    split: str = 'train',
+                    split_ratios: Optional[Sequence[float]] = None,
+                    seed: int = 0,
+                    tissue: Optional[str] = None,
+                    map_suffix: str = '',
+                    class_suffix: str = '',
+                    map_key: Optional[str] = None,
+                    class_key: Optional[str] = None,
+                    write_maps: bool = True) -> Dict[str, str]:
+    """Convert matched images / instance maps (/ class maps) to COCO.
+
+    Args:
+        image_dir (str): folder of RGB images.
+        inst_dir (str): folder of instance maps; every map needs an image
+            with the same stem.
+        out_root (str): output dataset root.
+        classes (Sequence[str]): class names; class-map value k is
+            ``classes[k - 1]``. Defaults to ('nucleus',).
+        class_dir (str, optional): folder of class maps (same stems).
+            Without it every nucleus is class 1.
+        split (str): split name when ``split_ratios`` is None. Defaults to
+            'train'.
+        split_ratios (Sequence[float], optional): (train, val, test)
+            fractions for a seeded random split. Defaults to None.
+        seed (int): split seed. Defaults to 0.
+        tissue (str, optional): tissue name stored for every image.
+        map_suffix (str): suffix stripped from instance-map stems, e.g.
+            ``'_mask'``. Defaults to ''.
+        class_suffix (str): same for class maps. Defaults to ''.
+        map_key (str, optional): array key in .mat/.npz instance maps.
+        class_key (str, optional): array key in .mat/.npz class maps
+            (default: ``type_map``/``class_map``/``inst_type``...).
+        write_maps (bool): write inst_maps/ and class_maps/. Defaults to
+            True.
+
+    Returns:
+        dict: split -> annotation JSON path.
+
+    Raises:
+        FileNotFoundError: a map without an image (or class map).
+        ValueError: size mismatch (naming both files and sizes), invalid
+            maps, class ids outside 1..len(classes).
+    """
+    maps = find_by_stem(inst_dir, MAP_EXTS, map_suffix)
+    if not maps:
+        raise FileNotFoundError(f'no instance maps ({", ".join(MAP_EXTS)}) '
+                                f'found in {inst_dir}')
+    images = find_by_stem(image_dir, IMAGE_EXTS)
+    cls_maps = (find_by_stem(class_dir, MAP_EXTS, class_suffix)
+                if class_dir else None)
+    for stem, mpath in maps.items():
+        if stem not in images:
+            raise FileNotFoundError(
+                f'no image for instance map {mpath}: expected {stem}.<'
+                f'{"|".join(e[1:] for e in IMAGE_EXTS)}> in {image_dir}')
+        if cls_maps is not None and stem not in cls_maps:
+            raise FileNotFoundError(f'no class map for {mpath} in '
+                                    f'{class_dir}')
+    assignment = split_stems(list(maps), split_ratios, seed, default=split)
+    writer = CocoLayoutWriter(out_root, classes, write_maps)
+    for stem in sorted(maps):
+        inst = load_instance_map(maps[stem], key=map_key)
+        img = load_image(images[stem])
+        if img.shape[:2] != inst.shape:
+            raise ValueError(
+                f'size mismatch: image {images[stem]} is '
+                f'{img.shape[1]}x{img.shape[0]} (WxH) but instance map '
+                f'{maps[stem]} is {inst.shape[1]}x{inst.shape[0]}')
+        cls = None
+        if cls_maps is not None:
+            cls = _load_class_map(cls_maps[stem], class_key)
+            if cls.shape != inst.shape:
+                raise ValueError(
+                    f'size mismatch: class map {cls_maps[stem]} is '
+                    f'{cls.shape[1]}x{cls.shape[0]} (WxH) but instance map '
+                    f'{maps[stem]} is {inst.shape[1]}x{inst.shape[0]}')
+            if cls.max() > len(classes):
+                raise ValueError(
+                    f'{cls_maps[stem]}: class id {int(cls.max())} but only '
+                    f'{len(classes)} classes given ({list(classes)})')
+        writer.add(
+            stem,
+            img,
+            inst,
+            split=assignment[stem],
+            class_map=cls,
+            tissue=tissue,
+            name=maps[stem])
+    return writer.save()
+
+
+_CLASS_KEYS = ('type_map', 'class_map', 'inst_type', 'types', 'class',
+               'classes', 'label', 'map')
+
+
+def _load_class_map(path: str, key: Optional[str]):
+    """Read a class map (same formats and checks as instance maps)."""
+    ext = osp.splitext(path)[1].lower()
+    if ext in ('.mat', '.npz') and key is None:
+        import numpy as np
+        if ext == '.mat':
+            import scipy.io
+            keys: List[str] = list(scipy.io.whosmat(path))
+            keys = [k[0] for k in keys]
+        else:
+            with np.load(path) as z:
+                keys = list(z.files)
+        key = next((k for k in _CLASS_KEYS if k in keys), None)
+        if key is None:
+            raise KeyError(f'{path}: no class-map key found; tried '
+                           f'{list(_CLASS_KEYS)}, available keys: '
+                           f'{sorted(keys)}. Pass class_key=...')
+    return load_instance_map(path, key=key)
