@@ -1,8 +1,9 @@
 from .io import (INST_MAP_KEYS, check_instance_map, load_image,
                  load_instance_map, to_uint8_rgb)
+from .nucleus_dataset import NUCLEUS_METAINFO, PANNUKE_METAINFO, NucleusDataset
 from .transforms import *  # noqa: F401,F403
 
 __all__ = [
     'load_instance_map', 'load_image', 'to_uint8_rgb', 'check_instance_map',
-    'INST_MAP_KEYS'
+    'INST_MAP_KEYS', 'NucleusDataset', 'PANNUKE_METAINFO', 'NUCLEUS_METAINFO'
 ]
