@@ -1,1 +1,4 @@
-__all__ = []
+from .nucleus_instance_metric import NucleusInstanceMetric
+from .point_detection_metric import PointDetectionMetric
+
+__all__ = ['NucleusInstanceMetric', 'PointDetectionMetric']
