@@ -21,7 +21,10 @@ from ..coco_utils import (instance_classes_from_class_map,
                           instance_map_to_annotations)
 from ..io import check_instance_map, to_uint8_rgb
 
-__all__ = ['CocoLayoutWriter', 'instance_map_to_coco', 'split_stems']
+__all__ = [
+    'CocoLayoutWriter', 'instance_map_to_coco', 'split_stems',
+    'describe_splits'
+]
 
 
 class CocoLayoutWriter:
@@ -259,3 +262,14 @@ def split_stems(stems: Sequence[str],
             out[stems[k]] = name
         start += cnt
     return out
+
+
+def describe_splits(paths: Dict[str, str]) -> str:
+    """One line per written split: images, nuclei and JSON path."""
+    lines = []
+    for split in sorted(paths):
+        with open(paths[split]) as f:
+            d = json.load(f)
+        lines.append(f'{split}: {len(d["images"])} images, '
+                     f'{len(d["annotations"])} nuclei -> {paths[split]}')
+    return '\n'.join(lines)

@@ -1,0 +1,31 @@
+"""Convert CPM-17 (train/test folders of Images/*.png + Labels/*.mat).
+
+Example (from the repository root)::
+
+    python tools/dataset_converters/cpm17.py /path/to/cpm17 data/cpm17
+"""
+import argparse
+
+from pns_mmdet.datasets.converters import convert_cpm17, describe_splits
+
+
+def parse_args():
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument('src', help='CPM-17 root with train/ and test/')
+    p.add_argument('out', help='output root, e.g. data/cpm17')
+    p.add_argument('--splits', nargs='+', default=['train', 'test'],
+                   help='split folders to convert (default: train test)')
+    p.add_argument('--no-maps', action='store_true',
+                   help='do not write inst_maps/ and class_maps/')
+    return p.parse_args()
+
+
+def main():
+    a = parse_args()
+    paths = convert_cpm17(a.src, a.out, splits=a.splits,
+                          write_maps=not a.no_maps)
+    print(describe_splits(paths))
+
+
+if __name__ == '__main__':
+    main()
