@@ -31,3 +31,19 @@ def shared_data() -> str:
         pytest.skip(f'real data not found at {SHARED_DATA} '
                     '(set PNS_SHARED_DATA to run this test)')
     return SHARED_DATA
+
+
+@pytest.fixture(scope='session')
+def synthetic_coco(tmp_path_factory) -> str:
+    """Root of a small synthetic nucleus dataset, generated once per session.
+
+    COCO layout of docs/design.md (``images/``, ``annotations/{train,val,
+    test}.json``, ``inst_maps/``, ``class_maps/``): 6 train, 2 val and 2 test
+    tiles of 256 x 256 with PanNuke's 5 classes, tissue names and many
+    touching/overlapping nuclei (seed 0, deterministic).
+    """
+    from pns_mmdet.datasets.synthetic import make_synthetic_dataset
+    root = str(tmp_path_factory.mktemp('synthetic_coco'))
+    make_synthetic_dataset(
+        root, num_train=6, num_val=2, num_test=2, size=256, seed=0)
+    return root
