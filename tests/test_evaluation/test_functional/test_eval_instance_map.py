@@ -54,3 +54,20 @@ def test_instance_classes_majority_vote():
     np.testing.assert_array_equal(classes, [2, 0])
     with pytest.raises(ValueError, match='shape'):
         instance_classes(inst, cls[:, :3])
+
+
+@pytest.mark.parametrize('dtype', [bool, np.uint8, np.int32, np.float32])
+def test_paint_word_scan_matches_flatnonzero(dtype):
+    from pns_mmdet.evaluation.functional.instance_map import _flat_nonzero
+    rng = np.random.default_rng(0)
+    # sizes that are and are not multiples of the 8-byte word
+    for shape in ((3, 5, 7), (2, 8, 8), (1, 1, 1), (0, 4, 4)):
+        masks = (rng.random(shape) < 0.2).astype(dtype)
+        np.testing.assert_array_equal(_flat_nonzero(masks),
+                                      np.flatnonzero(masks))
+    masks = (rng.random((6, 9, 11)) < 0.3).astype(dtype)
+    order = rng.permutation(6)
+    want = np.zeros((9, 11), np.int32)
+    for i in order:  # the obvious painter
+        want[masks[i] != 0] = i + 1
+    np.testing.assert_array_equal(paint_instance_masks(masks, order), want)
