@@ -1,4 +1,5 @@
 from .nucleus_prompter import NucleusPrompter
+from .prompt_nuc_seg import PromptNucSeg
 from .sam_prompt_segmentor import SAMPromptSegmentor
 
-__all__ = ['NucleusPrompter', 'SAMPromptSegmentor']
+__all__ = ['NucleusPrompter', 'SAMPromptSegmentor', 'PromptNucSeg']

@@ -1,0 +1,133 @@
+"""Tile geometry and stitching helpers, on hand-computed cases."""
+import pytest
+import torch
+
+from pns_mmdet.models.utils.tiling import (boxes_near_inner_edge, crop_masks,
+                                           inner_tile_edges, make_tiles,
+                                           masks_to_sam_boxes,
+                                           most_central_tile, pad_to_size,
+                                           paint_instances, points_in_tiles,
+                                           sam_to_mmdet_boxes, tile_starts)
+
+
+@pytest.mark.parametrize('length, expected', [
+    (1000, [0, 192, 384, 576, 744]),  # Kumar (upstream crop_with_overlap)
+    (500, [0, 192, 244]),  # CPM-17
+    (600, [0, 192, 344]),
+    (256, [0]),
+    (100, [0]),  # smaller than a tile: one (padded) tile
+    (257, [0, 1]),
+])
+def test_tile_starts_upstream_geometry(length, expected):
+    assert tile_starts(length, 256, 192) == expected
+
+
+def test_tile_starts_rejects_gaps():
+    with pytest.raises(ValueError, match='stride'):
+        tile_starts(1000, 256, 300)
+    with pytest.raises(ValueError, match='>= 1'):
+        tile_starts(0, 256, 192)
+
+
+def test_make_tiles_raster_order_and_clipping():
+    tiles = make_tiles((300, 100), 256, 192)
+    # One column (100 < 256, clipped to the image), rows at 0 and 44.
+    assert tiles.tolist() == [[0, 0, 100, 256], [0, 44, 100, 300]]
+    tiles = make_tiles((500, 600), 256, 192)
+    assert len(tiles) == 9
+    assert tiles[:3, 0].tolist() == [0, 192, 344]  # x inner
+    assert tiles[::3, 1].tolist() == [0, 192, 244]  # y outer
+
+
+def test_points_in_tiles_half_open():
+    tiles = torch.tensor([[0, 0, 256, 256], [192, 0, 448, 256]])
+    pts = torch.tensor([[191.9, 5.], [192., 5.], [255.9, 5.], [256., 5.]])
+    assert points_in_tiles(pts, tiles).tolist() == [[True, False],
+                                                    [True, True],
+                                                    [True, True],
+                                                    [False, True]]
+
+
+def test_inner_tile_edges():
+    tiles = make_tiles((500, 500), 256, 192)
+    inner = inner_tile_edges(tiles, (500, 500))
+    assert inner[0].tolist() == [False, False, True, True]  # top-left
+    assert inner[4].tolist() == [True, True, True, True]  # centre
+    assert inner[8].tolist() == [True, True, False, False]  # bottom-right
+
+
+def test_most_central_tile_partitions_overlap_at_midline():
+    # Tiles [0, 256) and [192, 448) over a 448-wide image; the overlap
+    # [192, 256) is split at its middle: pixel 223 is 32 px from tile 1's
+    # inner edge (255) and 31 px from tile 2's (192), pixel 224 the reverse.
+    tiles = make_tiles((100, 448), 256, 192)
+    pts = torch.tensor([[100., 50.], [223., 50.], [224., 50.], [400., 50.]])
+    assert most_central_tile(pts, tiles, (100, 448)).tolist() == [0, 0, 1, 1]
+
+
+def test_most_central_tile_ignores_image_borders():
+    # Near the image's left border, tile 0 is the only choice even though
+    # the point is 0 px from that (outer) edge.
+    tiles = make_tiles((300, 300), 256, 192)
+    pts = torch.tensor([[0., 0.], [299., 299.]])
+    assert most_central_tile(pts, tiles, (300, 300)).tolist() == [0, 3]
+
+
+def test_most_central_tile_rejects_outside_points():
+    tiles = make_tiles((100, 100), 256, 192)
+    with pytest.raises(ValueError, match='outside every tile'):
+        most_central_tile(torch.tensor([[150., 5.]]), tiles, (100, 100))
+
+
+def test_masks_to_sam_boxes_inclusive_and_empty():
+    masks = torch.zeros((2, 6, 8), dtype=torch.bool)
+    masks[0, 1:4, 2:7] = True
+    boxes = masks_to_sam_boxes(masks)
+    assert boxes.tolist() == [[2, 1, 6, 3], [0, 0, 0, 0]]
+    assert sam_to_mmdet_boxes(boxes)[0].tolist() == [2., 1., 7., 4.]
+
+
+def test_boxes_near_inner_edge_upstream_semantics():
+    # Tile [192, 448) x [0, 256) of a 1000 x 256 image: left/right edges are
+    # inner, top/bottom are image borders.
+    tile = (192, 0, 448, 256)
+    boxes = torch.tensor([
+        [199, 10, 220, 30],  # 7 px from the left inner edge: drop
+        [200, 10, 220, 30],  # 8 px: keep
+        [300, 0, 320, 20],  # touches the top image border: keep
+        [420, 100, 441, 120],  # x2 = 441 within 7 of 448: drop
+        [420, 100, 440, 120],  # x2 = 440, 8 px: keep
+    ])
+    assert boxes_near_inner_edge(boxes, tile, (256, 1000),
+                                 7).tolist() == [True, False, False, True,
+                                                 False]
+
+
+def test_crop_and_paint_roundtrip_later_wins():
+    masks = torch.zeros((2, 10, 10), dtype=torch.bool)
+    masks[0, 2:6, 2:6] = True
+    masks[1, 4:8, 4:9] = True
+    boxes = masks_to_sam_boxes(masks)
+    patches = crop_masks(masks, boxes)
+    assert patches[0].shape == (4, 4) and patches[1].shape == (4, 5)
+    inst = paint_instances(patches, boxes, (10, 10))
+    assert inst.dtype == torch.int32
+    assert int((inst == 1).sum()) == 16 - 4  # 2x2 overwritten by id 2
+    assert int((inst == 2).sum()) == 20
+    assert int(inst[4, 4]) == 2
+
+
+def test_paint_rejects_inconsistent_patch():
+    with pytest.raises(ValueError, match='patch 0'):
+        paint_instances([torch.ones((3, 3), dtype=torch.bool)],
+                        torch.tensor([[0, 0, 1, 1]]), (5, 5))
+
+
+def test_pad_to_size():
+    img = torch.ones((3, 2, 3))
+    out = pad_to_size(img, (4, 5))
+    assert out.shape == (3, 4, 5)
+    assert out.sum() == 18 and out[:, 2:].abs().sum() == 0
+    assert pad_to_size(img, (2, 3)) is img
+    with pytest.raises(ValueError, match='larger'):
+        pad_to_size(img, (1, 3))
