@@ -156,8 +156,9 @@ class PromptNucSeg(BaseDetector):
         segmentor_checkpoint (str, optional): Trained segmentor weights.
         test_cfg (dict, optional): See ``_DEFAULT_TEST_CFG`` in this module
             (tile sizes, K, NMS threshold, decode policy, autocast dtype).
-        data_preprocessor (dict, optional): ``DetDataPreprocessor`` with the
-            sub-models' mean/std and ``bgr_to_rgb`` (checked).
+        data_preprocessor (dict, optional): ``DetDataPreprocessor`` that
+            only converts BGR to RGB (the default); each part normalises
+            with its own preprocessor's mean/std (checked).
         init_cfg (dict, optional): Unused (weights come from checkpoints).
         train_cfg (dict, optional): Unused; see :meth:`loss`.
     """
@@ -171,6 +172,9 @@ class PromptNucSeg(BaseDetector):
                  data_preprocessor: OptConfigType = None,
                  init_cfg: OptMultiConfig = None,
                  train_cfg: OptConfigType = None) -> None:
+        if data_preprocessor is None:
+            data_preprocessor = dict(
+                type='DetDataPreprocessor', bgr_to_rgb=True)
         super().__init__(
             data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         self.prompter = MODELS.build(prompter)
@@ -204,26 +208,39 @@ class PromptNucSeg(BaseDetector):
 
     # ------------------------------------------------------------ checks
     def _check_preprocessing(self) -> None:
-        """The sub-models see this model's normalised input: their own
-        preprocessing must be the same."""
-        mine = self.data_preprocessor
-        for name in ('prompter', 'segmentor'):
-            other = getattr(self, name).data_preprocessor
-            for attr in ('mean', 'std'):
-                a, b = getattr(mine, attr, None), getattr(other, attr, None)
-                if (a is None) != (b is None) or (
-                        a is not None and not torch.allclose(
-                            a.flatten().float(), b.flatten().float())):
-                    raise ValueError(
-                        f'PromptNucSeg: data_preprocessor.{attr} '
-                        f'({None if a is None else a.flatten().tolist()}) '
-                        f'differs from the {name}\'s '
-                        f'({None if b is None else b.flatten().tolist()})')
-            for attr in ('_channel_conversion', ):
-                if getattr(mine, attr, None) != getattr(other, attr, None):
-                    raise ValueError(
-                        'PromptNucSeg: data_preprocessor.bgr_to_rgb differs'
-                        f' from the {name}\'s')
+        """This model only converts BGR to RGB; each part then normalises
+        with its own mean/std (the prompter uses ImageNet statistics,
+        LiteMedSAM scales to [0, 1]), exactly as it was trained."""
+        dp = self.data_preprocessor
+        if getattr(dp, '_enable_normalize', False) or not getattr(
+                dp, '_channel_conversion', False):
+            raise ValueError(
+                'PromptNucSeg: data_preprocessor must convert BGR to RGB '
+                'and must not normalise (mean/std None): the prompter and '
+                'the segmentor apply their own mean/std, e.g. '
+                "dict(type='DetDataPreprocessor', bgr_to_rgb=True)")
+
+    @staticmethod
+    def part_input(img: Tensor, part: nn.Module) -> Tensor:
+        """What ``part``'s own data preprocessor would give for this image.
+
+        Args:
+            img (Tensor): (3, h, w) float RGB in [0, 255] (this model's
+                preprocessed input).
+            part (nn.Module): The prompter or the segmentor.
+
+        Returns:
+            Tensor: (3, h, w) in the part's channel order, normalised with
+            its mean/std (unchanged for parts without a preprocessor).
+        """
+        dp = getattr(part, 'data_preprocessor', None)
+        if dp is None:
+            return img
+        if not getattr(dp, '_channel_conversion', True):
+            img = img.flip(0)  # the part was trained on BGR
+        if getattr(dp, '_enable_normalize', False):
+            img = (img - dp.mean.to(img)) / dp.std.to(img)
+        return img
 
     def _check_test_cfg(self) -> None:
         cfg = self.test_cfg
@@ -259,8 +276,10 @@ class PromptNucSeg(BaseDetector):
             'prompter_checkpoint and segmentor_checkpoint in this config')
 
     def extract_feat(self, batch_inputs: Tensor) -> Tuple[Tensor]:
-        """Prompter neck features of (B, 3, H, W) normalised inputs."""
-        return self.prompter.extract_feat(batch_inputs)
+        """Prompter neck features of (B, 3, H, W) preprocessed inputs."""
+        return self.prompter.extract_feat(
+            torch.stack([self.part_input(x, self.prompter)
+                         for x in batch_inputs]))
 
     def _forward(self,
                  batch_inputs: Tensor,
@@ -283,8 +302,9 @@ class PromptNucSeg(BaseDetector):
         """Predict nucleus instances.
 
         Args:
-            batch_inputs (Tensor): (B, 3, H, W) normalised RGB inputs (any
-                padding; each image is cut to its ``img_shape``).
+            batch_inputs (Tensor): (B, 3, H, W) float RGB inputs from the
+                data preprocessor (any padding; each image is cut to its
+                ``img_shape``).
             batch_data_samples (list[DetDataSample]): Samples with
                 ``img_shape`` (and ``ori_shape``/``scale_factor`` when
                 ``rescale``).
@@ -313,10 +333,11 @@ class PromptNucSeg(BaseDetector):
                       sample: Optional[DetDataSample] = None,
                       with_masks: bool = True
                       ) -> Tuple[InstanceData, Tensor]:
-        """Segment the nuclei of one normalised image.
+        """Segment the nuclei of one image.
 
         Args:
-            inputs (Tensor): (3, H', W') normalised RGB (may be padded).
+            inputs (Tensor): (3, H', W') float RGB in [0, 255], as this
+                model's data preprocessor gives (may be padded).
             sample (DetDataSample, optional): Its ``img_shape`` (h, w) gives
                 the valid region; the whole input otherwise.
             with_masks (bool): Also return ``masks`` (N, h, w) bool.
@@ -343,13 +364,14 @@ class PromptNucSeg(BaseDetector):
         """Nucleus points of one image (step 1).
 
         Args:
-            img (Tensor): (3, h, w) normalised RGB, unpadded.
+            img (Tensor): (3, h, w) float RGB in [0, 255], unpadded.
 
         Returns:
             InstanceData: ``points`` (N, 2) float x, y in image pixels,
             ``labels`` (N,) long, ``scores`` (N,), descending score.
         """
         cfg = self.test_cfg
+        img = self.part_input(img, self.prompter)
         h, w = img.shape[-2:]
         size = cfg['prompter_tile_size']
         if max(h, w) <= size:
@@ -426,7 +448,7 @@ class PromptNucSeg(BaseDetector):
         """Masks for given point prompts over a whole image (steps 2-4).
 
         Args:
-            img (Tensor): (3, h, w) normalised RGB, unpadded.
+            img (Tensor): (3, h, w) float RGB in [0, 255], unpadded.
             prompts (InstanceData): ``points`` (N, 2) x, y image pixels,
                 ``labels`` (N,).
             with_masks (bool): Also return ``masks`` (M, h, w) bool.
@@ -434,6 +456,7 @@ class PromptNucSeg(BaseDetector):
         Returns:
             tuple[InstanceData, Tensor]: See :meth:`predict_image`.
         """
+        img = self.part_input(img, self.segmentor)
         h, w = img.shape[-2:]
         device = img.device
         points = prompts.points.float().to(device)

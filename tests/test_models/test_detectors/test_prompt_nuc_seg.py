@@ -78,7 +78,7 @@ def build_model(**kwargs):
     init_default_scope('mmdet')
     cfg = dict(
         type='PromptNucSeg',
-        data_preprocessor=DP,
+        data_preprocessor=dict(type='DetDataPreprocessor', bgr_to_rgb=True),
         prompter=copy.deepcopy(TINY_PROMPTER),
         segmentor=copy.deepcopy(TINY_SEGMENTOR),
         test_cfg=dict(seg_tile_overlap=16, prompter_tile_size=96))
@@ -189,9 +189,26 @@ def test_unknown_test_cfg_key():
         build_model(test_cfg=dict(tile=3))
 
 
-def test_mismatched_normalisation_rejected():
-    with pytest.raises(ValueError, match='data_preprocessor.mean'):
-        build_model(data_preprocessor=dict(DP, mean=[0., 0., 0.]))
+def test_normalising_preprocessor_rejected():
+    with pytest.raises(ValueError, match='must not normalise'):
+        build_model(data_preprocessor=DP)
+
+
+def test_each_part_gets_its_own_normalisation(tiny_model):
+    # The segmentor is LiteMedSAM-like ([0, 1] scaling, trained on BGR
+    # here), the prompter uses ImageNet statistics on RGB.
+    init_default_scope('mmdet')
+    seg = copy.deepcopy(TINY_SEGMENTOR)
+    seg['data_preprocessor'] = dict(
+        type='DetDataPreprocessor', mean=[0., 0., 0.], std=[255.] * 3)
+    model = build_model(segmentor=seg)
+    rgb = torch.tensor([10., 20., 30.]).view(3, 1, 1).expand(3, 2, 2)
+    p = model.part_input(rgb, model.prompter)
+    expected = (torch.tensor([10., 20., 30.]) - torch.tensor(
+        [123.675, 116.28, 103.53])) / torch.tensor([58.395, 57.12, 57.375])
+    assert torch.allclose(p[:, 0, 0], expected)
+    s = model.part_input(rgb, model.segmentor)
+    assert torch.allclose(s[:, 0, 0], torch.tensor([30., 20., 10.]) / 255.)
 
 
 # ------------------------------------------------------------ checkpoints
