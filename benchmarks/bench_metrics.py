@@ -7,8 +7,9 @@ own, of all five together from one overlap count (`instance_metrics`, what
 the metric classes use), and of painting the prediction from a mask stack.
 
 Usage (from the repo root, venv active):
-    python benchmarks/bench_metrics.py [--data ../shared/data/monuseg2018_test/inst_masks] [--repeat 5]
-"""  # noqa: E501
+    python benchmarks/bench_metrics.py [--repeat 5] \
+        [--data ../shared/data/monuseg2018_test/inst_masks]
+"""
 import argparse
 import glob
 import os.path as osp
@@ -46,9 +47,9 @@ def median_time(fn, repeat: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument(
-        '--data', default='../shared/data/monuseg2018_test/inst_masks',
-        help='folder of 16-bit PNG instance maps')
+    parser.add_argument('--data',
+                        default='../shared/data/monuseg2018_test/inst_masks',
+                        help='folder of 16-bit PNG instance maps')
     parser.add_argument('--repeat', type=int, default=5)
     args = parser.parse_args()
     files = sorted(glob.glob(osp.join(args.data, '*.png')))
@@ -61,11 +62,10 @@ def main() -> None:
         pairs.append((gt, perturb(gt, rng)))
     instance_metrics(*pairs[0])  # warm-up (imports, caches)
 
-    timers = dict(
-        aji=lambda t, p: aji(t, p),
-        aji_plus=lambda t, p: aji_plus(t, p),
-        pq_dq_sq=lambda t, p: pq(t, p),
-        all_five=lambda t, p: instance_metrics(t, p))
+    timers = dict(aji=lambda t, p: aji(t, p),
+                  aji_plus=lambda t, p: aji_plus(t, p),
+                  pq_dq_sq=lambda t, p: pq(t, p),
+                  all_five=lambda t, p: instance_metrics(t, p))
     per_metric = {k: [] for k in timers}
     paint = []
     pq_values = []
@@ -88,16 +88,15 @@ def main() -> None:
           f'{n_gt:.0f} GT nuclei/image on average, perturbed predictions '
           f'(mean PQ {np.mean(pq_values):.3f}); median of {args.repeat} runs')
     print(f'{"metric":<34}{"s/image mean":>14}{"max":>10}')
-    labels = dict(
-        aji='AJI (alone)',
-        aji_plus='AJI+ (alone)',
-        pq_dq_sq='PQ with DQ, SQ (alone)',
-        all_five='AJI+AJI++DQ+SQ+PQ (one pass)')
+    labels = dict(aji='AJI (alone)',
+                  aji_plus='AJI+ (alone)',
+                  pq_dq_sq='PQ with DQ, SQ (alone)',
+                  all_five='AJI+AJI++DQ+SQ+PQ (one pass)')
     for name, values in per_metric.items():
         print(f'{labels[name]:<34}{np.mean(values):>14.4f}'
               f'{np.max(values):>10.4f}')
-    separate = sum(np.mean(v) for k, v in per_metric.items()
-                   if k != 'all_five')
+    separate = sum(
+        np.mean(v) for k, v in per_metric.items() if k != 'all_five')
     print(f'{"sum of the three separate calls":<34}{separate:>14.4f}')
     print(f'{"paint pred masks (N,H,W) -> map":<34}{np.mean(paint):>14.4f}'
           f'{np.max(paint):>10.4f}')

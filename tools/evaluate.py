@@ -40,21 +40,26 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         'predicted instance maps against GT instance maps, matched by file '
         'stem.')
     parser.add_argument('--gt', required=True, help='folder of GT maps')
-    parser.add_argument('--pred', required=True,
+    parser.add_argument('--pred',
+                        required=True,
                         help='folder of predicted maps')
     parser.add_argument('--out', help='write the results as JSON here')
-    parser.add_argument('--match-iou', type=float, default=0.5,
+    parser.add_argument('--match-iou',
+                        type=float,
+                        default=0.5,
                         help='PQ matching IoU threshold (strict >)')
     parser.add_argument('--gt-classes',
                         help='folder of GT class maps (1..C, 0 background)')
     parser.add_argument('--pred-classes',
                         help='folder of predicted class maps (1..C)')
-    parser.add_argument('--class-names', nargs='+',
+    parser.add_argument('--class-names',
+                        nargs='+',
                         help='names of classes 1..C (needed with class maps)')
     parser.add_argument('--tissues',
                         help='JSON {stem: tissue} for the PanNuke per-tissue '
                         'mean; default: all images form one group')
-    parser.add_argument('--radius', type=float,
+    parser.add_argument('--radius',
+                        type=float,
                         help='also report detection P/R/F1 of instance '
                         'centroids matched within this radius (px)')
     args = parser.parse_args(argv)
@@ -113,7 +118,8 @@ def centroids(inst_map: np.ndarray) -> np.ndarray:
     return np.stack([
         np.bincount(idx, xs, minlength=ids.size) / area,
         np.bincount(idx, ys, minlength=ids.size) / area
-    ], axis=1) if ids.size else np.zeros((0, 2))
+    ],
+                    axis=1) if ids.size else np.zeros((0, 2))
 
 
 def _clean(value):
@@ -166,12 +172,13 @@ def evaluate(args: argparse.Namespace) -> dict:
                              f'{pred_maps[stem]} is {pred.shape}')
         kwargs = {}
         if class_names:
-            kwargs = dict(
-                true_cls=load_instance_map(gt_cls[stem]),
-                pred_cls=load_instance_map(pred_cls[stem]),
-                num_classes=len(class_names))
+            kwargs = dict(true_cls=load_instance_map(gt_cls[stem]),
+                          pred_cls=load_instance_map(pred_cls[stem]),
+                          num_classes=len(class_names))
         try:
-            s = image_instance_stats(gt, pred, match_iou=args.match_iou,
+            s = image_instance_stats(gt,
+                                     pred,
+                                     match_iou=args.match_iou,
                                      **kwargs)
         except ValueError as e:
             raise ValueError(f'{stem}: {e}') from e
@@ -179,13 +186,18 @@ def evaluate(args: argparse.Namespace) -> dict:
         row = {k: s[k] for k in INSTANCE_KEYS}
         if class_names:
             row['bpq'] = s['bpq']
-            row.update({f'pq_{n}': v
-                        for n, v in zip(class_names, s['class_pq'])})
+            row.update({
+                f'pq_{n}': v
+                for n, v in zip(class_names, s['class_pq'])
+            })
         per_image[stem] = row
         if args.radius:
             t_pts, p_pts = centroids(gt), centroids(pred)
-            det += [pair_coordinates(t_pts, p_pts, args.radius).tp,
-                    len(p_pts), len(t_pts)]
+            det += [
+                pair_coordinates(t_pts, p_pts, args.radius).tp,
+                len(p_pts),
+                len(t_pts)
+            ]
         bar.update()
     sys.stderr.write('\n')
 
@@ -196,10 +208,14 @@ def evaluate(args: argparse.Namespace) -> dict:
         out['per_tissue'] = dict(per_tissue)
     if args.radius:
         p, r, f1 = detection_scores(*det)
-        out['detection'] = dict(
-            precision=p, recall=r, f1=f1, radius=args.radius,
-            matcher='hungarian', tp=int(det[0]), num_pred=int(det[1]),
-            num_gt=int(det[2]))
+        out['detection'] = dict(precision=p,
+                                recall=r,
+                                f1=f1,
+                                radius=args.radius,
+                                matcher='hungarian',
+                                tp=int(det[0]),
+                                num_pred=int(det[1]),
+                                num_gt=int(det[2]))
     return _clean(out)
 
 
@@ -214,10 +230,15 @@ def print_tables(out: dict) -> None:
     if 'per_tissue' in out:
         rows = [['tissue', 'images', 'bPQ', 'mPQ']]
         for tissue, v in out['per_tissue'].items():
-            rows.append([tissue, v['num_images'], _fmt(v['bpq']),
-                         _fmt(v['mpq'])])
-        rows.append(['mean over tissues', out['mean']['num_images'],
-                     _fmt(out['mean']['bpq']), _fmt(out['mean']['mpq'])])
+            rows.append(
+                [tissue, v['num_images'],
+                 _fmt(v['bpq']),
+                 _fmt(v['mpq'])])
+        rows.append([
+            'mean over tissues', out['mean']['num_images'],
+            _fmt(out['mean']['bpq']),
+            _fmt(out['mean']['mpq'])
+        ])
         print(AsciiTable(rows).table)
     if 'detection' in out:
         d = out['detection']

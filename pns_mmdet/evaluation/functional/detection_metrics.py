@@ -31,16 +31,16 @@ __all__ = ['detection_scores', 'type_counts', 'type_f1_scores']
 ArrayOrFloat = Union[float, np.ndarray]
 
 
-def _ratio(num: np.ndarray, den: np.ndarray, undefined: np.ndarray
-           ) -> np.ndarray:
+def _ratio(num: np.ndarray, den: np.ndarray,
+           undefined: np.ndarray) -> np.ndarray:
     out = np.divide(num, den, out=np.zeros(num.shape), where=den > 0)
     out[undefined] = np.nan
     return out
 
 
-def detection_scores(tp: ArrayOrFloat, num_pred: ArrayOrFloat,
-                     num_true: ArrayOrFloat
-                     ) -> Tuple[ArrayOrFloat, ArrayOrFloat, ArrayOrFloat]:
+def detection_scores(
+        tp: ArrayOrFloat, num_pred: ArrayOrFloat, num_true: ArrayOrFloat
+) -> Tuple[ArrayOrFloat, ArrayOrFloat, ArrayOrFloat]:
     """Precision, recall and F1 from (summed) counts.
 
     Args:
@@ -59,7 +59,8 @@ def detection_scores(tp: ArrayOrFloat, num_pred: ArrayOrFloat,
     num_true = np.atleast_1d(np.asarray(num_true, np.float64))
     if np.any(tp > np.minimum(num_pred, num_true)):
         raise ValueError('tp cannot exceed the number of predictions or GT '
-                         f'(tp={tp}, num_pred={num_pred}, num_true={num_true})')
+                         f'(tp={tp}, num_pred={num_pred}, '
+                         f'num_true={num_true})')
     undefined = (num_pred == 0) & (num_true == 0)
     precision = _ratio(tp, num_pred, undefined)
     recall = _ratio(tp, num_true, undefined)
@@ -93,19 +94,18 @@ def type_counts(pairing: PointPairing, true_labels: np.ndarray,
     def count(labels: np.ndarray) -> np.ndarray:
         return np.bincount(labels, minlength=num_classes)[:num_classes]
 
-    return dict(
-        tp_dt=count(pt[pt == pp]),
-        fp_dt=count(pp[pt != pp]),
-        fn_dt=count(pt[pt != pp]),
-        fp_d=count(pred_labels[pairing.unpaired_pred]),
-        fn_d=count(true_labels[pairing.unpaired_true]),
-        correct=np.asarray((pt == pp).sum(), np.int64),
-        paired=np.asarray(pt.size, np.int64))
+    return dict(tp_dt=count(pt[pt == pp]),
+                fp_dt=count(pp[pt != pp]),
+                fn_dt=count(pt[pt != pp]),
+                fp_d=count(pred_labels[pairing.unpaired_pred]),
+                fn_d=count(true_labels[pairing.unpaired_true]),
+                correct=np.asarray((pt == pp).sum(), np.int64),
+                paired=np.asarray(pt.size, np.int64))
 
 
-def type_f1_scores(counts: Dict[str, np.ndarray],
-                   weights: Sequence[float] = (2, 2, 1, 1)
-                   ) -> Tuple[float, np.ndarray]:
+def type_f1_scores(
+    counts: Dict[str, np.ndarray], weights: Sequence[float] = (2, 2, 1, 1)
+) -> Tuple[float, np.ndarray]:
     """HoVer-Net type accuracy and per-class type F1 from summed counts.
 
     Args:

@@ -17,8 +17,8 @@ __all__ = ['remap_label', 'paint_instance_masks', 'instance_classes']
 _MAX_LUT_ID = 1 << 22
 
 
-def check_instance_map(inst_map: np.ndarray, name: str = 'instance map'
-                       ) -> np.ndarray:
+def check_instance_map(inst_map: np.ndarray,
+                       name: str = 'instance map') -> np.ndarray:
     """Validate an instance map and return it as a non-negative int array.
 
     Args:
@@ -133,10 +133,11 @@ def _flat_nonzero(masks: np.ndarray) -> np.ndarray:
     return np.concatenate([words[k] * 8 + j, tail])
 
 
-def paint_instance_masks(masks: np.ndarray,
-                         order: Optional[np.ndarray] = None,
-                         labels: Optional[np.ndarray] = None
-                         ) -> Union[np.ndarray, Tuple[np.ndarray, np.ndarray]]:
+def paint_instance_masks(
+    masks: np.ndarray,
+    order: Optional[np.ndarray] = None,
+    labels: Optional[np.ndarray] = None
+) -> Union[np.ndarray, Tuple[np.ndarray, np.ndarray]]:
     """Paint a stack of (possibly overlapping) masks into one instance map.
 
     Masks are painted in ``order``; where they overlap, the mask painted
@@ -162,8 +163,8 @@ def paint_instance_masks(masks: np.ndarray,
     if order is None:
         order = np.arange(n)
     order = np.asarray(order, np.int64)
-    if order.shape != (n, ) or not np.array_equal(
-            np.sort(order), np.arange(n)):
+    if order.shape != (n, ) or not np.array_equal(np.sort(order),
+                                                  np.arange(n)):
         raise ValueError(f'order: expected a permutation of 0..{n - 1}, '
                          f'got {order}')
     inst_map = np.zeros((h, w), np.int32)

@@ -134,8 +134,8 @@ def aji_from_overlaps(ov: InstanceOverlaps) -> float:
     overall_inter = inter[best].sum()
     # a prediction reused by several GTs counts in each of their unions
     overall_union = (union[best].sum() + ov.true_areas.sum() -
-                     ov.true_areas[paired_true].sum() +
-                     ov.pred_areas.sum() - ov.pred_areas[paired_pred].sum())
+                     ov.true_areas[paired_true].sum() + ov.pred_areas.sum() -
+                     ov.pred_areas[paired_pred].sum())
     return float(overall_inter / overall_union)
 
 
@@ -202,15 +202,14 @@ def pq_from_overlaps(ov: InstanceOverlaps,
         fp, fn = n_pred - tp, n_true - tp
         dq = tp / (tp + 0.5 * fp + 0.5 * fn)
         sq = float(paired_iou.sum() / tp) if tp else 0.0
-    return PQResult(
-        dq=float(dq),
-        sq=float(sq),
-        pq=float(dq * sq),
-        paired_true=ov.true_ids[pt[sel]],
-        paired_pred=ov.pred_ids[pp[sel]],
-        paired_iou=paired_iou,
-        unpaired_true=ov.true_ids[true_keep & ~matched_t],
-        unpaired_pred=ov.pred_ids[pred_keep & ~matched_p])
+    return PQResult(dq=float(dq),
+                    sq=float(sq),
+                    pq=float(dq * sq),
+                    paired_true=ov.true_ids[pt[sel]],
+                    paired_pred=ov.pred_ids[pp[sel]],
+                    paired_iou=paired_iou,
+                    unpaired_true=ov.true_ids[true_keep & ~matched_t],
+                    unpaired_pred=ov.pred_ids[pred_keep & ~matched_p])
 
 
 def aji(true: np.ndarray, pred: np.ndarray) -> float:
@@ -248,8 +247,7 @@ def aji_plus(true: np.ndarray, pred: np.ndarray) -> float:
     return aji_plus_from_overlaps(pairwise_overlaps(true, pred))
 
 
-def pq(true: np.ndarray, pred: np.ndarray, match_iou: float = 0.5
-       ) -> PQResult:
+def pq(true: np.ndarray, pred: np.ndarray, match_iou: float = 0.5) -> PQResult:
     """Panoptic quality (DQ, SQ, PQ) of one image, HoVer-Net style.
 
     With ``match_iou >= 0.5`` the matches are all pairs with IoU strictly
@@ -285,9 +283,8 @@ def instance_metrics(true: np.ndarray,
     """
     ov = pairwise_overlaps(true, pred)
     res = pq_from_overlaps(ov, match_iou)
-    return dict(
-        aji=aji_from_overlaps(ov),
-        aji_plus=aji_plus_from_overlaps(ov),
-        dq=res.dq,
-        sq=res.sq,
-        pq=res.pq)
+    return dict(aji=aji_from_overlaps(ov),
+                aji_plus=aji_plus_from_overlaps(ov),
+                dq=res.dq,
+                sq=res.sq,
+                pq=res.pq)

@@ -39,9 +39,8 @@ def nanmean(values: Sequence[float]) -> float:
     return float(arr.mean()) if arr.size else float('nan')
 
 
-def _classes_of(ids: np.ndarray, inst_map: np.ndarray,
-                class_map: np.ndarray, num_classes: int,
-                name: str) -> np.ndarray:
+def _classes_of(ids: np.ndarray, inst_map: np.ndarray, class_map: np.ndarray,
+                num_classes: int, name: str) -> np.ndarray:
     # same id order as the overlaps: both list the sorted positive ids
     _, classes = instance_classes(inst_map, class_map)
     if classes.size and (classes.min() < 1 or classes.max() > num_classes):
@@ -79,12 +78,11 @@ def image_instance_stats(true_inst: np.ndarray,
     """
     ov = pairwise_overlaps(true_inst, pred_inst)
     res = pq_from_overlaps(ov, match_iou)
-    stats: Dict[str, object] = dict(
-        aji=aji_from_overlaps(ov),
-        aji_plus=aji_plus_from_overlaps(ov),
-        dq=res.dq,
-        sq=res.sq,
-        pq=res.pq)
+    stats: Dict[str, object] = dict(aji=aji_from_overlaps(ov),
+                                    aji_plus=aji_plus_from_overlaps(ov),
+                                    dq=res.dq,
+                                    sq=res.sq,
+                                    pq=res.pq)
     if num_classes <= 0:
         return stats
     if true_cls is None or pred_cls is None:
@@ -101,8 +99,7 @@ def image_instance_stats(true_inst: np.ndarray,
         if not t_keep.any():
             class_pq.append(float('nan'))
             continue
-        class_pq.append(pq_from_overlaps(ov, match_iou, t_keep,
-                                         p_cls == c).pq)
+        class_pq.append(pq_from_overlaps(ov, match_iou, t_keep, p_cls == c).pq)
     stats['class_pq'] = class_pq
     return stats
 
@@ -151,10 +148,9 @@ def summarize_instance_stats(
     per_tissue: 'OrderedDict' = OrderedDict()
     for tissue in sorted(groups):
         idx = groups[tissue]
-        per_tissue[tissue] = dict(
-            bpq=nanmean(bpq[idx]),
-            mpq=nanmean(mpq_img[idx]),
-            num_images=len(idx))
+        per_tissue[tissue] = dict(bpq=nanmean(bpq[idx]),
+                                  mpq=nanmean(mpq_img[idx]),
+                                  num_images=len(idx))
     out['bpq'] = nanmean([v['bpq'] for v in per_tissue.values()])
     out['mpq'] = nanmean([v['mpq'] for v in per_tissue.values()])
     for c, name in enumerate(class_names):

@@ -88,6 +88,5 @@ def pairwise_overlaps(true: np.ndarray, pred: np.ndarray) -> InstanceOverlaps:
         inter = counts[keys]
     else:
         keys, inter = np.unique(keys, return_counts=True)
-    return InstanceOverlaps(t_ids, p_ids, t_areas, p_areas,
-                            keys // n_pred, keys % n_pred,
-                            inter.astype(np.int64))
+    return InstanceOverlaps(t_ids, p_ids, t_areas, p_areas, keys // n_pred,
+                            keys % n_pred, inter.astype(np.int64))

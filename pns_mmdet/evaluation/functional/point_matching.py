@@ -62,7 +62,8 @@ def _pairing(rows: np.ndarray, cols: np.ndarray, n_true: int,
         unpaired_pred)
 
 
-def pair_coordinates(true_points: np.ndarray, pred_points: np.ndarray,
+def pair_coordinates(true_points: np.ndarray,
+                     pred_points: np.ndarray,
                      radius: float = 12.0) -> PointPairing:
     """HoVer-Net point pairing: global Hungarian, then a radius cut.
 
@@ -137,5 +138,6 @@ def greedy_point_matching(true_points: np.ndarray,
         if not free.any():
             break
     order = np.argsort(rows, kind='stable')
-    return _pairing(np.asarray(rows)[order], np.asarray(cols)[order], n_true,
-                    n_pred)
+    return _pairing(
+        np.asarray(rows)[order],
+        np.asarray(cols)[order], n_true, n_pred)

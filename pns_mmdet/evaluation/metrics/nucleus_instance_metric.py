@@ -4,7 +4,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 from mmdet.registry import METRICS
-from mmdet.structures.mask import BitmapMasks
+from mmdet.structures.mask import BaseInstanceMasks
 from mmengine.evaluator import BaseMetric
 from mmengine.logging import print_log
 from terminaltables import AsciiTable
@@ -18,16 +18,17 @@ __all__ = ['NucleusInstanceMetric']
 def _to_numpy(value: Any) -> np.ndarray:
     if isinstance(value, torch.Tensor):
         return value.detach().cpu().numpy()
-    if isinstance(value, BitmapMasks):
-        return np.asarray(value.masks)
+    if isinstance(value, BaseInstanceMasks):
+        # BitmapMasks or PolygonMasks (LoadAnnotations(poly2mask=False))
+        return value.to_ndarray()
     return np.asarray(value)
 
 
 def _masks_array(masks: Any, where: str) -> np.ndarray:
-    """(N, H, W) bool array from BitmapMasks, a tensor or an ndarray."""
+    """(N, H, W) bool array from mmdet masks, a tensor or an ndarray."""
     if masks is None:
         raise KeyError(f'{where}: no masks')
-    if isinstance(masks, BitmapMasks) and len(masks) == 0:
+    if isinstance(masks, BaseInstanceMasks) and len(masks) == 0:
         return np.zeros((0, masks.height, masks.width), bool)
     arr = _to_numpy(masks)
     if arr.ndim != 3:
@@ -96,10 +97,9 @@ class NucleusInstanceMetric(BaseMetric):
                  collect_device: str = 'cpu',
                  prefix: Optional[str] = None,
                  collect_dir: Optional[str] = None) -> None:
-        super().__init__(
-            collect_device=collect_device,
-            prefix=prefix,
-            collect_dir=collect_dir)
+        super().__init__(collect_device=collect_device,
+                         prefix=prefix,
+                         collect_dir=collect_dir)
         if not 0 <= iou_thr < 1:
             raise ValueError(f'iou_thr must be in [0, 1), got {iou_thr}')
         self.classwise = classwise
@@ -119,8 +119,8 @@ class NucleusInstanceMetric(BaseMetric):
                              'dataset_meta)')
         return tuple(classes)
 
-    def _gt_maps(self, sample: dict, where: str, with_cls: bool
-                 ) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+    def _gt_maps(self, sample: dict, where: str,
+                 with_cls: bool) -> Tuple[np.ndarray, Optional[np.ndarray]]:
         gt = sample.get('gt_instances')
         if gt is None or 'masks' not in gt:
             raise KeyError(f'{where}: no gt_instances.masks; keep '
@@ -135,8 +135,8 @@ class NucleusInstanceMetric(BaseMetric):
             labels = _to_numpy(gt['labels']).astype(np.int64).reshape(-1)
         return self._paint(masks, None, labels, where + ' gt_instances')
 
-    def _pred_maps(self, sample: dict, where: str, with_cls: bool
-                   ) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+    def _pred_maps(self, sample: dict, where: str,
+                   with_cls: bool) -> Tuple[np.ndarray, Optional[np.ndarray]]:
         if sample.get('pred_inst_map') is not None:
             inst = _pixel_map(sample['pred_inst_map'], f'{where} '
                               'pred_inst_map')
@@ -172,8 +172,8 @@ class NucleusInstanceMetric(BaseMetric):
 
     @staticmethod
     def _paint(masks: np.ndarray, order: Optional[np.ndarray],
-               labels: Optional[np.ndarray], where: str
-               ) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+               labels: Optional[np.ndarray],
+               where: str) -> Tuple[np.ndarray, Optional[np.ndarray]]:
         if labels is None:
             return paint_instance_masks(masks, order), None
         if labels.shape != (len(masks), ):
@@ -195,14 +195,13 @@ class NucleusInstanceMetric(BaseMetric):
             where = (f"image {sample.get('img_path', sample.get('img_id'))}")
             gt_inst, gt_cls = self._gt_maps(sample, where, with_cls)
             pred_inst, pred_cls = self._pred_maps(sample, where, with_cls)
-            if gt_inst.shape != pred_inst.shape or (
-                    with_cls and pred_cls.shape != pred_inst.shape):
+            if gt_inst.shape != pred_inst.shape or (with_cls and pred_cls.shape
+                                                    != pred_inst.shape):
                 raise ValueError(
                     f'{where}: GT masks are {gt_inst.shape} but the '
-                    f'prediction is {pred_inst.shape}'
-                    + ('' if not with_cls else
-                       f' (class map {pred_cls.shape})') +
-                    '; both must be in the original image frame (predict '
+                    f'prediction is {pred_inst.shape}' +
+                    ('' if not with_cls else f' (class map {pred_cls.shape})'
+                     ) + '; both must be in the original image frame (predict '
                     'with rescale=True, no Resize of GT in the test '
                     'pipeline)')
             try:
@@ -233,18 +232,17 @@ class NucleusInstanceMetric(BaseMetric):
         class_names = self._class_names()
         with_cls = class_names is not None and bool(results) and \
             'class_pq' in results[0]
-        summary = summarize_instance_stats(
-            results,
-            class_names if with_cls else None,
-            [r.get('tissue') for r in results])
+        summary = summarize_instance_stats(results,
+                                           class_names if with_cls else None,
+                                           [r.get('tissue') for r in results])
         per_tissue = summary.pop('per_tissue', None)
         num_images = summary.pop('num_images')
         self._log_tables(summary, per_tissue, num_images)
         return {k: float(v) for k, v in summary.items()}
 
     def _log_tables(self, summary: Dict[str, float],
-                    per_tissue: Optional[Dict[str, dict]],
-                    num_images: int) -> None:
+                    per_tissue: Optional[Dict[str,
+                                              dict]], num_images: int) -> None:
         head = list(INSTANCE_KEYS)
         rows = [['images'] + head,
                 [str(num_images)] + [f'{summary[k]:.4f}' for k in head]]
@@ -253,10 +251,14 @@ class NucleusInstanceMetric(BaseMetric):
             return
         rows = [['tissue', 'images', 'bPQ', 'mPQ']]
         for tissue, v in per_tissue.items():
-            rows.append([tissue, str(v['num_images']), f"{v['bpq']:.4f}",
-                         f"{v['mpq']:.4f}"])
-        rows.append(['mean over tissues', str(num_images),
-                     f"{summary['bpq']:.4f}", f"{summary['mpq']:.4f}"])
+            rows.append([
+                tissue,
+                str(v['num_images']), f"{v['bpq']:.4f}", f"{v['mpq']:.4f}"
+            ])
+        rows.append([
+            'mean over tissues',
+            str(num_images), f"{summary['bpq']:.4f}", f"{summary['mpq']:.4f}"
+        ])
         print_log('\n' + AsciiTable(rows).table, logger='current')
         class_rows = [['class', 'PQ']] + [[k[3:], f'{v:.4f}']
                                           for k, v in summary.items()

@@ -73,10 +73,9 @@ class PointDetectionMetric(BaseMetric):
                  collect_device: str = 'cpu',
                  prefix: Optional[str] = None,
                  collect_dir: Optional[str] = None) -> None:
-        super().__init__(
-            collect_device=collect_device,
-            prefix=prefix,
-            collect_dir=collect_dir)
+        super().__init__(collect_device=collect_device,
+                         prefix=prefix,
+                         collect_dir=collect_dir)
         if radius <= 0:
             raise ValueError(f'radius must be > 0, got {radius}')
         if matcher not in ('hungarian', 'greedy'):
@@ -101,8 +100,11 @@ class PointDetectionMetric(BaseMetric):
                                      self.radius)
 
     @staticmethod
-    def _points(inst: dict, where: str, scale: Optional[np.ndarray] = None
-                ) -> Tuple[np.ndarray, np.ndarray]:
+    def _points(
+            inst: dict,
+            where: str,
+            scale: Optional[np.ndarray] = None
+    ) -> Tuple[np.ndarray, np.ndarray]:
         if inst is None or 'points' not in inst:
             raise KeyError(f'{where}: no points field')
         points = _to_numpy(inst['points']).astype(np.float64)
@@ -134,8 +136,8 @@ class PointDetectionMetric(BaseMetric):
             scale = sample.get('scale_factor')
             scale = (None if scale is None or np.allclose(scale, 1) else
                      np.asarray(scale, np.float64).reshape(2))
-            gt_pts, gt_lbl = self._points(
-                sample.get('gt_instances'), f'{where} gt_instances', scale)
+            gt_pts, gt_lbl = self._points(sample.get('gt_instances'),
+                                          f'{where} gt_instances', scale)
             pred = sample.get('pred_instances')
             pr_pts, pr_lbl = self._points(pred, f'{where} pred_instances')
             scores = pred.get('scores')
@@ -151,18 +153,16 @@ class PointDetectionMetric(BaseMetric):
             for c in range(num_classes):
                 g, p = gt_lbl == c, pr_lbl == c
                 if g.any() and p.any():
-                    cls_tp[c] = self._match(gt_pts[g], pr_pts[p],
-                                            scores[p]).tp
-            stats = dict(
-                tp=pairing.tp,
-                num_pred=len(pr_pts),
-                num_gt=len(gt_pts),
-                cls_tp=cls_tp,
-                cls_num_pred=np.bincount(pr_lbl, minlength=num_classes),
-                cls_num_gt=np.bincount(gt_lbl, minlength=num_classes))
+                    cls_tp[c] = self._match(gt_pts[g], pr_pts[p], scores[p]).tp
+            stats = dict(tp=pairing.tp,
+                         num_pred=len(pr_pts),
+                         num_gt=len(gt_pts),
+                         cls_tp=cls_tp,
+                         cls_num_pred=np.bincount(pr_lbl,
+                                                  minlength=num_classes),
+                         cls_num_gt=np.bincount(gt_lbl, minlength=num_classes))
             if num_classes > 1:
-                stats.update(
-                    type_counts(pairing, gt_lbl, pr_lbl, num_classes))
+                stats.update(type_counts(pairing, gt_lbl, pr_lbl, num_classes))
             self.results.append(stats)
 
     def compute_metrics(self, results: List[dict]) -> Dict[str, float]:
@@ -185,10 +185,9 @@ class PointDetectionMetric(BaseMetric):
         cp, cr, cf1 = detection_scores(total('cls_tp'), total('cls_num_pred'),
                                        total('cls_num_gt'))
         out = dict(precision=p, recall=r, f1=f1)
-        out.update(
-            cls_precision=nanmean(cp),
-            cls_recall=nanmean(cr),
-            cls_f1=nanmean(cf1))
+        out.update(cls_precision=nanmean(cp),
+                   cls_recall=nanmean(cr),
+                   cls_f1=nanmean(cf1))
         for i, name in enumerate(names):
             out[f'precision_{name}'] = float(cp[i])
             out[f'recall_{name}'] = float(cr[i])
@@ -208,23 +207,27 @@ class PointDetectionMetric(BaseMetric):
     def _log_table(self, out: dict, names: Sequence[str], cp: np.ndarray,
                    cr: np.ndarray, cf1: np.ndarray,
                    type_f1: Optional[np.ndarray]) -> None:
-        head = ['class', 'P', 'R', 'F1'] + (['type F1']
-                                             if type_f1 is not None else [])
+        head = ['class', 'P', 'R', 'F1'
+                ] + (['type F1'] if type_f1 is not None else [])
         rows = [head]
         for i, name in enumerate(names):
             row = [name, f'{cp[i]:.4f}', f'{cr[i]:.4f}', f'{cf1[i]:.4f}']
             if type_f1 is not None:
                 row.append(f'{type_f1[i]:.4f}')
             rows.append(row)
-        det = ['detection', f"{out['precision']:.4f}", f"{out['recall']:.4f}",
-               f"{out['f1']:.4f}"]
-        cls = ['class mean', f"{out['cls_precision']:.4f}",
-               f"{out['cls_recall']:.4f}", f"{out['cls_f1']:.4f}"]
+        det = [
+            'detection', f"{out['precision']:.4f}", f"{out['recall']:.4f}",
+            f"{out['f1']:.4f}"
+        ]
+        cls = [
+            'class mean', f"{out['cls_precision']:.4f}",
+            f"{out['cls_recall']:.4f}", f"{out['cls_f1']:.4f}"
+        ]
         if type_f1 is not None:
             det.append(f"acc {out['type_acc']:.4f}")
             cls.append(f"{out['type_f1']:.4f}")
         rows += [det, cls]
         print_log(
-            f'\nPoint matching: {self.matcher}, radius {self.radius:g} px\n'
-            + AsciiTable(rows).table,
+            f'\nPoint matching: {self.matcher}, radius {self.radius:g} px\n' +
+            AsciiTable(rows).table,
             logger='current')
