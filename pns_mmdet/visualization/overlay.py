@@ -64,9 +64,10 @@ def draw_instance_contours(image: np.ndarray,
     if thickness > 1:
         # Grow the outline inside each instance only: erode the instance
         # interior (pixels whose whole neighbourhood has the same id).
-        # The -1 frame makes the image border count as a boundary, as for
+        # Pixels with another id within `thickness` px (chessboard). The -1
+        # frame makes the image border count as a boundary, as for
         # thickness 1.
-        r = thickness - 1
+        r = thickness
         kernel = np.ones((2 * r + 1, ) * 2, np.uint8)
         framed = np.pad(inst_map.astype(np.float32), r, constant_values=-1)
         same = cv2.dilate(framed, kernel) == cv2.erode(framed, kernel)

@@ -1,0 +1,184 @@
+"""Segment nuclei in images with a PromptNucSeg config.
+
+For every image, writes into OUT_DIR:
+  <stem>_inst.png     16-bit instance map (0 = background, ids 1..N)
+  <stem>_class.png    8-bit class map (0 = background, classes 1..C)
+  <stem>.geojson      nucleus polygons for QuPath (File > Import objects)
+  <stem>_overlay.png  outlines coloured by class (unless --no-overlay)
+and one COCO-style JSON of the run (predictions_coco.json).
+
+Examples:
+    python tools/infer.py configs/demo/promptnucseg_synthetic.py \
+        data/synthetic/images --out-dir work_dirs/infer
+    python tools/infer.py configs/promptnucseg_kumar.py 'slides/*.png' \
+        --out-dir out --device cuda --prompter-checkpoint p.pth \
+        --segmentor-checkpoint s.pth
+"""
+import argparse
+import glob
+import os
+import os.path as osp
+import sys
+import time
+from typing import List, Tuple
+
+import cv2
+from mmengine.config import DictAction
+from mmengine.utils import ProgressBar
+
+IMAGE_EXTS = ('.png', '.jpg', '.jpeg', '.tif', '.tiff', '.bmp')
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description='Segment nuclei with PromptNucSeg (instance/class '
+        'PNGs, QuPath GeoJSON, overlays, COCO JSON)')
+    parser.add_argument('config', help='PromptNucSeg config file')
+    parser.add_argument(
+        'inputs',
+        nargs='+',
+        help='image files, folders (their images, not recursive) or glob '
+        'patterns (quote them)')
+    parser.add_argument(
+        '--out-dir', required=True, help='folder for the outputs')
+    parser.add_argument(
+        '--device',
+        default=None,
+        help='cpu or cuda[:N] (default: cuda when available, else cpu)')
+    parser.add_argument(
+        '--prompter-checkpoint', help='override model.prompter_checkpoint')
+    parser.add_argument(
+        '--segmentor-checkpoint', help='override model.segmentor_checkpoint')
+    parser.add_argument(
+        '--no-overlay', action='store_true', help='skip the overlay PNGs')
+    parser.add_argument(
+        '--thickness', type=int, default=1, help='outline width (pixels)')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override config entries, e.g. model.test_cfg.nms_iou_thr=0.3')
+    return parser.parse_args(argv)
+
+
+def collect_images(inputs: List[str]) -> Tuple[List[str], List[str]]:
+    """Expand files, folders and globs into image paths.
+
+    Returns:
+        tuple[list[str], list[str]]: image paths (input order, folders
+        sorted, duplicates removed) and messages about inputs that gave no
+        image.
+    """
+    paths, problems = [], []
+    for item in inputs:
+        if osp.isdir(item):
+            found = sorted(
+                osp.join(item, f) for f in os.listdir(item)
+                if f.lower().endswith(IMAGE_EXTS)
+                and osp.isfile(osp.join(item, f)))
+            if not found:
+                problems.append(f'folder "{item}" contains no image '
+                                f'({", ".join(IMAGE_EXTS)})')
+        elif osp.isfile(item):
+            found = [item]
+        elif glob.has_magic(item):
+            found = sorted(p for p in glob.glob(item) if osp.isfile(p))
+            if not found:
+                problems.append(f'pattern "{item}" matches no file')
+        else:
+            problems.append(f'"{item}" does not exist')
+            found = []
+        paths.extend(found)
+    seen, unique = set(), []
+    for p in paths:
+        key = osp.abspath(p)
+        if key not in seen:
+            seen.add(key)
+            unique.append(p)
+    return unique, problems
+
+
+def output_stems(paths: List[str]) -> List[str]:
+    """File stems, made unique when two inputs share a name."""
+    stems, counts = [], {}
+    for p in paths:
+        stem = osp.splitext(osp.basename(p))[0]
+        n = counts.get(stem, 0)
+        counts[stem] = n + 1
+        stems.append(stem if n == 0 else f'{stem}_{n}')
+    return stems
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    paths, problems = collect_images(args.inputs)
+    for msg in problems:
+        print(f'[infer] warning: {msg}', file=sys.stderr)
+    if not paths:
+        print('[infer] error: no input image found', file=sys.stderr)
+        return 2
+    os.makedirs(args.out_dir, exist_ok=True)
+
+    # Heavy imports after argument checks, so bad usage fails fast.
+    from pns_mmdet.apis import NucleusInferencer
+    from pns_mmdet.datasets.io import load_image
+    from pns_mmdet.visualization import (CocoResultsWriter,
+                                         draw_instance_contours,
+                                         instances_to_geojson, save_class_png,
+                                         save_geojson, save_instance_png)
+
+    inferencer = NucleusInferencer(
+        args.config,
+        device=args.device,
+        prompter_checkpoint=args.prompter_checkpoint,
+        segmentor_checkpoint=args.segmentor_checkpoint,
+        cfg_options=args.cfg_options)
+    coco = CocoResultsWriter(inferencer.class_names)
+    failed, num_nuclei = [], 0
+    start = time.perf_counter()
+    bar = ProgressBar(len(paths))
+    for path, stem in zip(paths, output_stems(paths)):
+        try:
+            image = load_image(path)
+        except (OSError, ValueError) as err:
+            # Unreadable or truncated file: report it, go on with the rest.
+            failed.append((path, str(err)))
+            bar.update()
+            continue
+        result = inferencer(image)
+        base = osp.join(args.out_dir, stem)
+        save_instance_png(base + '_inst.png', result.inst_map)
+        save_class_png(base + '_class.png', result.class_map())
+        save_geojson(
+            instances_to_geojson(
+                result.inst_map,
+                result.labels,
+                result.scores,
+                inferencer.class_names,
+                inferencer.palette,
+                image_name=osp.basename(path)), base + '.geojson')
+        if not args.no_overlay:
+            overlay = draw_instance_contours(image, result.inst_map,
+                                             result.labels,
+                                             inferencer.palette,
+                                             args.thickness)
+            cv2.imwrite(base + '_overlay.png', overlay[..., ::-1])
+        coco.add(osp.basename(path), result.inst_map, result.labels,
+                 result.scores)
+        num_nuclei += result.num_nuclei
+        bar.update()
+    coco_path = osp.join(args.out_dir, 'predictions_coco.json')
+    coco.dump(coco_path)
+    seconds = time.perf_counter() - start
+    done = len(paths) - len(failed)
+    print()
+    for path, err in failed:
+        print(f'[infer] skipped {path}: {err}', file=sys.stderr)
+    print(f'[infer] {done} image(s), {num_nuclei} nuclei, {seconds:.1f} s '
+          f'({seconds / max(done, 1):.2f} s/image); {len(failed)} failed; '
+          f'outputs in {args.out_dir} (COCO JSON: {coco_path})')
+    return 1 if failed else 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
