@@ -264,24 +264,23 @@ def load_image(path: str) -> np.ndarray:
     """
     path = str(path)
     _check_exists(path, 'image')
+    deep = False
     try:
         with Image.open(path) as img:
             img.load()  # forces full decoding: truncation raises here
+            deep = _has_deep_colour(img)
             mode = img.mode
             if mode in ('RGB', 'L') or mode.startswith('I') or mode == 'F':
                 arr = np.array(img)
-            elif mode in ('RGBA', 'LA', 'PA', 'P', '1', 'CMYK', 'YCbCr',
-                          'LAB', 'HSV', 'RGBX', 'La', 'RGBa'):
+            else:
                 if mode == 'P' and 'transparency' in img.info:
                     img = img.convert('RGBA')
-                arr = np.array(img.convert('RGB'))
-            else:
+                # RGBA/LA/PA/P/1/CMYK/YCbCr/...: alpha dropped, no compositing
                 arr = np.array(img.convert('RGB'))
     except Exception as e:
         raise ValueError(f'cannot read image {path} (unreadable, truncated '
                          f'or unsupported format): {e}') from e
-    ext = osp.splitext(path)[1].lower()
-    if arr.ndim == 3 and ext in ('.png', '.tif', '.tiff'):
+    if deep:
         # Pillow reduces 48/64-bit colour to 8 bits by dropping the low byte
         # without saying so; OpenCV reads the full depth.
         full = cv2.imread(path, cv2.IMREAD_UNCHANGED)
@@ -289,3 +288,21 @@ def load_image(path: str) -> np.ndarray:
             full = full[..., :3][..., ::-1]  # BGR(A) -> RGB
             return to_uint8_rgb(full, path)
     return to_uint8_rgb(arr, path)
+
+
+def _has_deep_colour(img: Image.Image) -> bool:
+    """Whether a colour PNG/TIFF stores more than 8 bits per channel."""
+    if img.mode not in ('RGB', 'RGBA', 'RGBX'):
+        return False
+    if img.format == 'PNG':
+        # IHDR bit depth; Pillow exposes no attribute for it.
+        fp = getattr(img, 'filename', None)
+        if fp:
+            with open(fp, 'rb') as f:
+                head = f.read(25)
+            return len(head) == 25 and head[24] > 8
+    if img.format == 'TIFF':
+        bits = img.tag_v2.get(258, (8, ))
+        bits = bits if isinstance(bits, tuple) else (bits, )
+        return max(bits) > 8
+    return False

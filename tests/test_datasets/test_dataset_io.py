@@ -101,6 +101,9 @@ def test_load_image_conversions(tmp_path):
     out = load_image(p)
     np.testing.assert_array_equal(out[0, 0], [255, 0, 0])
     np.testing.assert_array_equal(out[1, 1], [0, 0, 128])
+    p = str(tmp_path / 'c16.tif')
+    cv2.imwrite(p, c16[..., ::-1])
+    np.testing.assert_array_equal(load_image(p)[0, 0], [255, 0, 0])
     # 16-bit holding 8-bit data stays unscaled.
     p = str(tmp_path / 'small16.png')
     Image.fromarray(np.array([[0, 200]], np.uint16)).save(p)
