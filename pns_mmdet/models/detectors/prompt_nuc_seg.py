@@ -63,6 +63,20 @@ _DEFAULT_TEST_CFG = dict(
     with_masks=True)
 
 
+def _without_pretrained(cfg):
+    """Copy of a model config with every ``*checkpoint`` and ``init_cfg``
+    entry set to None."""
+    if isinstance(cfg, dict):
+        return type(cfg)({
+            k: None if (k == 'init_cfg' or k.endswith('checkpoint')) else
+            _without_pretrained(v)
+            for k, v in cfg.items()
+        })
+    if isinstance(cfg, (list, tuple)):
+        return type(cfg)(_without_pretrained(v) for v in cfg)
+    return cfg
+
+
 def load_part_checkpoint(module: nn.Module, checkpoint: str, field: str,
                          prefix: str) -> None:
     """Strictly load a trained sub-model checkpoint (CPU first).
@@ -151,9 +165,13 @@ class PromptNucSeg(BaseDetector):
         prompter (dict): :class:`NucleusPrompter` config.
         segmentor (dict): :class:`SAMPromptSegmentor` config.
         prompter_checkpoint (str, optional): Trained prompter weights,
-            loaded strictly (``map_location='cpu'``) at build. None keeps
-            random weights (tests, benchmarks) and logs a warning.
-        segmentor_checkpoint (str, optional): Trained segmentor weights.
+            loaded strictly (``map_location='cpu'``) at build; the prompter
+            config's own pretrained references (``*checkpoint``,
+            ``init_cfg``) are then ignored. None keeps the weights the
+            prompter config gives (random in tests and benchmarks) and logs
+            it.
+        segmentor_checkpoint (str, optional): Trained segmentor weights,
+            likewise (None keeps e.g. LiteMedSAM's packaged weights).
         test_cfg (dict, optional): See ``_DEFAULT_TEST_CFG`` in this module
             (tile sizes, K, NMS threshold, decode policy, autocast dtype).
         data_preprocessor (dict, optional): ``DetDataPreprocessor`` that
@@ -177,6 +195,12 @@ class PromptNucSeg(BaseDetector):
                 type='DetDataPreprocessor', bgr_to_rgb=True)
         super().__init__(
             data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        # A trained part checkpoint supersedes the part config's pretrained
+        # weights (SAM / ImageNet files), which need not exist then.
+        if prompter_checkpoint is not None:
+            prompter = _without_pretrained(prompter)
+        if segmentor_checkpoint is not None:
+            segmentor = _without_pretrained(segmentor)
         self.prompter = MODELS.build(prompter)
         self.segmentor = MODELS.build(segmentor)
         self._check_preprocessing()

@@ -1,0 +1,14 @@
+# promptnucseg_pannuke.py with the LiteMedSAM segmentor (TinyViT encoder, the
+# CPU-friendly choice). Without a fine-tuned checkpoint
+# (model.segmentor_checkpoint=None) the packaged LiteMedSAM weights are used.
+import mmengine.config as _mmc  # reads the segmentor model config
+
+_base_ = './promptnucseg_pannuke.py'
+
+model = dict(
+    segmentor=dict(
+        _delete_=True,
+        **_mmc.Config.fromfile(
+            '{{ fileDirname }}/_base_/models/segmentor_litemedsam.py').model),
+    segmentor_checkpoint='checkpoints/promptnucseg/'
+    'segmentor_litemedsam_pannuke.pth')
