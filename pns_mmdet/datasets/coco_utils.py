@@ -37,8 +37,8 @@ def encode_instance_rle(ys: np.ndarray, xs: np.ndarray, height: int,
         dict: ``{'size': [H, W], 'counts': str}`` (compressed, pycocotools
         encoding; identical to ``pycocotools.mask.encode``).
     """
-    pos = np.unique(np.asarray(xs, np.int64) * height +
-                    np.asarray(ys, np.int64))
+    pos = np.unique(
+        np.asarray(xs, np.int64) * height + np.asarray(ys, np.int64))
     if pos.size == 0:
         counts = [height * width]
     else:
@@ -55,8 +55,10 @@ def encode_instance_rle(ys: np.ndarray, xs: np.ndarray, height: int,
         tail = height * width - int(ends[-1])
         if tail:
             counts.append(tail)
-    rle = mask_utils.frPyObjects({'size': [height, width], 'counts': counts},
-                                 height, width)
+    rle = mask_utils.frPyObjects({
+        'size': [height, width],
+        'counts': counts
+    }, height, width)
     return {'size': [height, width], 'counts': rle['counts'].decode('ascii')}
 
 
@@ -254,25 +256,25 @@ def instance_map_to_annotations(
                            f'{inst_id}')
         x0, y0 = int(sl[1].start), int(sl[0].start)
         anns.append(
-            dict(
-                id=ann_id,
-                image_id=int(image_id),
-                category_id=int(cat),
-                segmentation=encode_instance_rle(ys, xs, h, w),
-                bbox=[
-                    float(x0),
-                    float(y0),
-                    float(sl[1].stop - x0),
-                    float(sl[0].stop - y0)
-                ],
-                area=int(len(ys)),
-                iscrowd=0,
-                inst_id=inst_id))
+            dict(id=ann_id,
+                 image_id=int(image_id),
+                 category_id=int(cat),
+                 segmentation=encode_instance_rle(ys, xs, h, w),
+                 bbox=[
+                     float(x0),
+                     float(y0),
+                     float(sl[1].stop - x0),
+                     float(sl[0].stop - y0)
+                 ],
+                 area=int(len(ys)),
+                 iscrowd=0,
+                 inst_id=inst_id))
         ann_id += 1
     return anns
 
 
-def annotations_to_instance_map(anns: Sequence[dict], height: int,
+def annotations_to_instance_map(anns: Sequence[dict],
+                                height: int,
                                 width: int,
                                 use_inst_id: bool = True) -> np.ndarray:
     """Paint annotations into an instance map (later ones overwrite).
@@ -363,8 +365,8 @@ def fill_polygon(rows: np.ndarray,
                 y0 = yp[i][:, None, None] - r
                 x1 = xp[j][:, None, None] - c
                 y1 = yp[j][:, None, None] - r
-                acc[0] |= (((-eps < x0) & (x0 < eps)) &
-                           ((-eps < y0) & (y0 < eps))).any(0)
+                acc[0] |= (((-eps < x0) & (x0 < eps)) & ((-eps < y0) &
+                                                         (y0 < eps))).any(0)
                 cross = (x0 * y1 - x1 * y0) / (y1 - y0)
                 acc[1] ^= np.logical_xor.reduce(
                     ((y0 > 0) != (y1 > 0)) & (cross > 0), axis=0)

@@ -12,8 +12,10 @@ import cv2
 import numpy as np
 from PIL import Image
 
-__all__ = ['load_instance_map', 'load_image', 'to_uint8_rgb',
-           'check_instance_map', 'INST_MAP_KEYS']
+__all__ = [
+    'load_instance_map', 'load_image', 'to_uint8_rgb', 'check_instance_map',
+    'INST_MAP_KEYS'
+]
 
 #: Keys tried, in order, when reading an instance map from ``.mat`` /
 #: ``.npz`` / pickled-dict ``.npy`` files (HoVer-Net / CPM-17 use
@@ -108,8 +110,8 @@ def _load_npy(path: str, key: Optional[str]) -> np.ndarray:
         raise ValueError(f'cannot read {path}: {e}') from e
     if isinstance(data, np.lib.npyio.NpzFile):
         with data:
-            return _pick_key({k: data[k] for k in data.files}, path, key,
-                             INST_MAP_KEYS)
+            return _pick_key({k: data[k]
+                              for k in data.files}, path, key, INST_MAP_KEYS)
     return data
 
 
@@ -131,8 +133,8 @@ def _load_label_image(path: str) -> np.ndarray:
     try:
         with Image.open(path) as img:
             img.load()
-            if img.mode in ('I;16', 'I;16B', 'I;16L', 'I', 'F', 'L', '1',
-                            'P', 'I;16N'):
+            if img.mode in ('I;16', 'I;16B', 'I;16L', 'I', 'F', 'L', '1', 'P',
+                            'I;16N'):
                 # 'P' here is kept as palette indices (= ids), not colours.
                 return np.array(img)
     except Exception:  # fall back to OpenCV below (e.g. exotic TIFFs)

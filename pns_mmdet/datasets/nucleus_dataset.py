@@ -14,11 +14,10 @@ from .coco_utils import validate_segmentation
 __all__ = ['NucleusDataset', 'PANNUKE_METAINFO', 'NUCLEUS_METAINFO']
 
 #: PanNuke's five nucleus types, in the order of its mask channels.
-PANNUKE_METAINFO = dict(
-    classes=('Neoplastic', 'Inflammatory', 'Connective', 'Dead',
-             'Epithelial'),
-    palette=[(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0),
-             (255, 165, 0)])
+PANNUKE_METAINFO = dict(classes=('Neoplastic', 'Inflammatory', 'Connective',
+                                 'Dead', 'Epithelial'),
+                        palette=[(255, 0, 0), (0, 255, 0), (0, 0, 255),
+                                 (255, 255, 0), (255, 165, 0)])
 
 #: Class-agnostic datasets (Kumar/MoNuSeg, CPM-17, CPM-15, DSB...).
 NUCLEUS_METAINFO = dict(classes=('nucleus', ), palette=[(0, 255, 0)])
@@ -101,9 +100,8 @@ class NucleusDataset(CocoDataset):
                     f'{self.ann_file}: malformed COCO entry (missing or '
                     f'invalid field {e})') from e
         else:
-            with get_local_path(
-                    self.ann_file,
-                    backend_args=self.backend_args) as local_path:
+            with get_local_path(self.ann_file,
+                                backend_args=self.backend_args) as local_path:
                 self.coco = self.COCOAPI(local_path)
         self._setup_categories()
         self.cat_img_map = copy.deepcopy(self.coco.cat_img_map)
@@ -116,9 +114,8 @@ class NucleusDataset(CocoDataset):
             total_ann_ids.extend(ann_ids)
             data_list.append(
                 self.parse_data_info(
-                    dict(
-                        raw_ann_info=self.coco.load_anns(ann_ids),
-                        raw_img_info=raw_img_info)))
+                    dict(raw_ann_info=self.coco.load_anns(ann_ids),
+                         raw_img_info=raw_img_info)))
         if len(set(total_ann_ids)) != len(total_ann_ids):
             raise ValueError(
                 f'annotation ids in {self.ann_file} are not unique')
@@ -141,13 +138,12 @@ class NucleusDataset(CocoDataset):
             raise FileNotFoundError(
                 f'{self.ann_file}: image {img_id} file not found: '
                 f'{img_path}')
-        data_info = dict(
-            img_path=img_path,
-            img_id=img_id,
-            seg_map_path=None,
-            height=h,
-            width=w,
-            tissue=img_info.get('tissue'))
+        data_info = dict(img_path=img_path,
+                         img_id=img_id,
+                         seg_map_path=None,
+                         height=h,
+                         width=w,
+                         tissue=img_info.get('tissue'))
         instances = []
         for ann in ann_info:
             if ann.get('ignore', False):
@@ -168,11 +164,10 @@ class NucleusDataset(CocoDataset):
             # are real (the mask decides; empty masks are dropped by
             # NucleusPointsFromMasks after augmentation).
             instances.append(
-                dict(
-                    bbox=[x1, y1, x1 + bw, y1 + bh],
-                    bbox_label=self.cat2label[ann['category_id']],
-                    ignore_flag=1 if ann.get('iscrowd', False) else 0,
-                    mask=seg))
+                dict(bbox=[x1, y1, x1 + bw, y1 + bh],
+                     bbox_label=self.cat2label[ann['category_id']],
+                     ignore_flag=1 if ann.get('iscrowd', False) else 0,
+                     mask=seg))
         data_info['instances'] = instances
         return data_info
 

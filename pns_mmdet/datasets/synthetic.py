@@ -86,8 +86,8 @@ def _stroma(rng: np.random.Generator, size: Tuple[int, int],
     return img
 
 
-def _nucleus_mask(rng: np.random.Generator, cls: int
-                  ) -> Tuple[np.ndarray, float]:
+def _nucleus_mask(rng: np.random.Generator,
+                  cls: int) -> Tuple[np.ndarray, float]:
     """Random nucleus shape of class ``cls`` centred in a small grid.
 
     Returns:
@@ -107,8 +107,8 @@ def _nucleus_mask(rng: np.random.Generator, cls: int
     # Irregular outline: a few low-frequency harmonics of the radius.
     bound = np.ones_like(ang)
     for f in (2, 3, 5):
-        bound += irr * rng.uniform(-1, 1) * np.cos(f * ang +
-                                                   rng.uniform(0, 2 * np.pi))
+        bound += irr * rng.uniform(
+            -1, 1) * np.cos(f * ang + rng.uniform(0, 2 * np.pi))
     mask = rho <= bound
     if cls == 4 and rng.random() < 0.5:
         # Dead cells: sometimes fragmented / notched (concave).
@@ -129,8 +129,8 @@ def touching_pairs(inst_map: np.ndarray) -> Set[Tuple[int, int]]:
         set: {(a, b)} with a < b.
     """
     pairs: Set[Tuple[int, int]] = set()
-    for a, b in ((inst_map[:, :-1], inst_map[:, 1:]),
-                 (inst_map[:-1, :], inst_map[1:, :])):
+    for a, b in ((inst_map[:, :-1], inst_map[:, 1:]), (inst_map[:-1, :],
+                                                       inst_map[1:, :])):
         sel = (a != b) & (a > 0) & (b > 0)
         lo = np.minimum(a[sel], b[sel])
         hi = np.maximum(a[sel], b[sel])
@@ -186,8 +186,7 @@ def generate_tile(rng: np.random.Generator,
     n_target = 0
     if rng.random() >= empty_prob:
         scale = (h * w) / 256.0**2
-        n_target = int(rng.integers(num_nuclei[0], num_nuclei[1] + 1) *
-                       scale)
+        n_target = int(rng.integers(num_nuclei[0], num_nuclei[1] + 1) * scale)
     next_id = 1
     attempts = 0
     while len(classes) < n_target and attempts < 20 * max(n_target, 1):
@@ -248,13 +247,12 @@ def generate_tile(rng: np.random.Generator,
         class_lut[i] = c
     class_map = class_lut[inst]
     image = _render(rng, inst, classes, tint)
-    return dict(
-        image=image,
-        inst_map=inst,
-        inst_classes=classes,
-        class_map=class_map,
-        tissue=tissue,
-        pairs=touching_pairs(inst))
+    return dict(image=image,
+                inst_map=inst,
+                inst_classes=classes,
+                class_map=class_map,
+                tissue=tissue,
+                pairs=touching_pairs(inst))
 
 
 def _render(rng: np.random.Generator, inst: np.ndarray,
@@ -326,18 +324,16 @@ def make_synthetic_dataset(out_root: str,
         (('train', num_train), ('val', num_val), ('test', num_test))):
         for i in range(num):
             rng = np.random.default_rng([seed, s_idx, i])
-            tile = generate_tile(
-                rng,
-                size=size,
-                num_nuclei=num_nuclei,
-                touching_fraction=touching_fraction,
-                empty_prob=empty_prob)
-            writer.add(
-                f'{split}_{i:04d}',
-                tile['image'],
-                tile['inst_map'],
-                split=split,
-                inst_classes=tile['inst_classes'],
-                tissue=tile['tissue'],
-                name=osp.join(out_root, f'{split}_{i:04d}'))
+            tile = generate_tile(rng,
+                                 size=size,
+                                 num_nuclei=num_nuclei,
+                                 touching_fraction=touching_fraction,
+                                 empty_prob=empty_prob)
+            writer.add(f'{split}_{i:04d}',
+                       tile['image'],
+                       tile['inst_map'],
+                       split=split,
+                       inst_classes=tile['inst_classes'],
+                       tissue=tile['tissue'],
+                       name=osp.join(out_root, f'{split}_{i:04d}'))
     return writer.save()

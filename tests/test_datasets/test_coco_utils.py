@@ -55,20 +55,22 @@ def test_validate_segmentation_errors():
     validate_segmentation({'size': [10, 10], 'counts': _runs(m)}, 10, 10, 'x')
     where = 'a.json: image 3, annotation 17'
     with pytest.raises(ValueError, match='image 3, annotation 17.*sum to'):
-        validate_segmentation(
-            dict(good, counts=good['counts'][:-2]), 10, 10, where)
+        validate_segmentation(dict(good, counts=good['counts'][:-2]), 10, 10,
+                              where)
     # 'P' has the continuation bit set: a number cut in the middle.
     with pytest.raises(ValueError, match='annotation 17.*truncated'):
-        validate_segmentation(
-            dict(good, counts=good['counts'] + 'P'), 10, 10, where)
+        validate_segmentation(dict(good, counts=good['counts'] + 'P'), 10, 10,
+                              where)
     with pytest.raises(ValueError, match='annotation 17.*sum to'):
-        validate_segmentation(
-            dict(good, counts=good['counts'] + '11'), 10, 10, where)
+        validate_segmentation(dict(good, counts=good['counts'] + '11'), 10, 10,
+                              where)
     with pytest.raises(ValueError, match='annotation 17.*does not match'):
         validate_segmentation(good, 10, 12, where)
     with pytest.raises(ValueError, match='annotation 17.*sum to'):
-        validate_segmentation({'size': [10, 10], 'counts': [5, 3]}, 10, 10,
-                              where)
+        validate_segmentation({
+            'size': [10, 10],
+            'counts': [5, 3]
+        }, 10, 10, where)
     with pytest.raises(ValueError, match='annotation 17.*polygon'):
         validate_segmentation([[0, 0, 5, 0]], 10, 10, where)
     with pytest.raises(ValueError, match='annotation 17.*alphabet'):
@@ -121,8 +123,9 @@ def test_instance_map_roundtrip_random():
     rng = np.random.default_rng(1)
     inst = rng.integers(0, 7, (23, 31)).astype(np.int32)
     inst[inst == 3] = 0  # a gap in the ids
-    anns = instance_map_to_annotations(inst, 5, 100, {i: 1 + i % 2
-                                                      for i in range(7)})
+    anns = instance_map_to_annotations(inst, 5, 100,
+                                       {i: 1 + i % 2
+                                        for i in range(7)})
     assert [a['id'] for a in anns] == list(range(100, 100 + len(anns)))
     assert all(a['image_id'] == 5 for a in anns)
     assert [a['category_id'] for a in anns] == [2, 1, 1, 2, 1]

@@ -28,11 +28,17 @@ def _make_root(root, classes, splits, size):
     samples = []
     for k, split in enumerate(sorted(set(splits))):
         t = generate_tile(np.random.default_rng([7, k]), size=size)
-        cls = {i: 1 + (c - 1) % len(classes)
-               for i, c in t['inst_classes'].items()}
-        samples.append(dict(stem=split, image=t['image'],
-                            inst_map=t['inst_map'], inst_classes=cls,
-                            tissue=t['tissue'], split=split))
+        cls = {
+            i: 1 + (c - 1) % len(classes)
+            for i, c in t['inst_classes'].items()
+        }
+        samples.append(
+            dict(stem=split,
+                 image=t['image'],
+                 inst_map=t['inst_map'],
+                 inst_classes=cls,
+                 tissue=t['tissue'],
+                 split=split))
     instance_map_to_coco(samples, root, classes=classes, write_maps=False)
 
 
@@ -42,8 +48,7 @@ def test_dataset_config(name, tmp_path):
     n_cls, splits = CASES[name]
     classes = cfg.train_dataloader.dataset.metainfo['classes']
     assert len(classes) == n_cls
-    loaders = (cfg.train_dataloader, cfg.val_dataloader,
-               cfg.test_dataloader)
+    loaders = (cfg.train_dataloader, cfg.val_dataloader, cfg.test_dataloader)
     for loader, split in zip(loaders, splits):
         assert loader.dataset.ann_file == f'annotations/{split}.json'
         assert loader.dataset.data_root.startswith('data/')

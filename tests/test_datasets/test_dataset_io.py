@@ -135,6 +135,6 @@ def test_real_dsb_tiff(shared_data):
         osp.join(shared_data, 'dsb2018_stardist_tiny', 'mask2d.tif'))
     assert m.shape == (512, 512)
     assert len(np.unique(m)) - 1 == 125 and m.max() == 183
-    img = load_image(osp.join(shared_data, 'dsb2018_stardist_tiny',
-                              'img2d.tif'))
+    img = load_image(
+        osp.join(shared_data, 'dsb2018_stardist_tiny', 'img2d.tif'))
     assert img.shape == (512, 512, 3) and img.dtype == np.uint8

@@ -25,12 +25,11 @@ PIPELINE = [
 def build(root, ann='annotations/train.json', **kw):
     init_default_scope('mmdet')
     from mmdet.registry import DATASETS
-    cfg = dict(
-        type='NucleusDataset',
-        data_root=root,
-        ann_file=ann,
-        data_prefix=dict(img='images/'),
-        pipeline=PIPELINE)
+    cfg = dict(type='NucleusDataset',
+               data_root=root,
+               ann_file=ann,
+               data_prefix=dict(img='images/'),
+               pipeline=PIPELINE)
     cfg.update(kw)
     return DATASETS.build(cfg)
 
@@ -72,10 +71,18 @@ def tiny_root(tmp_path):
     inst[8, 8] = 2
     img = np.full((12, 10, 3), 200, np.uint8)
     samples = [
-        dict(stem='a', image=img, inst_map=inst, inst_classes={1: 1, 2: 1},
+        dict(stem='a',
+             image=img,
+             inst_map=inst,
+             inst_classes={
+                 1: 1,
+                 2: 1
+             },
              tissue='Lung'),
         dict(stem='b', image=img, inst_map=np.zeros_like(inst)),
-        dict(stem='c', image=img, inst_map=(inst == 1).astype(np.int32),
+        dict(stem='c',
+             image=img,
+             inst_map=(inst == 1).astype(np.int32),
              inst_classes={1: 2}),
     ]
     paths = instance_map_to_coco(samples, root, classes=('x', 'y'))
@@ -153,9 +160,13 @@ def test_polygon_and_uncompressed_rle_annotations(tiny_root):
     p = osp.join(tiny_root, 'annotations/train.json')
     with open(p) as f:
         coco = json.load(f)
-    ref = {i['id']: annotations_to_instance_map(
-        [a for a in coco['annotations'] if a['image_id'] == i['id']], 12, 10)
-        for i in coco['images']}
+    ref = {
+        i['id']:
+        annotations_to_instance_map(
+            [a
+             for a in coco['annotations'] if a['image_id'] == i['id']], 12, 10)
+        for i in coco['images']
+    }
     c2 = copy.deepcopy(coco)
     c2['annotations'][0]['segmentation'] = [[2, 2, 6, 2, 6, 5, 2, 5]]
     m = np.zeros((12, 10), np.uint8)
@@ -163,14 +174,12 @@ def test_polygon_and_uncompressed_rle_annotations(tiny_root):
     flat = m.T.ravel()
     idx = int(np.flatnonzero(flat)[0])
     runs = [idx, 1, flat.size - idx - 1]
-    c2['annotations'][1]['segmentation'] = {'size': [12, 10],
-                                            'counts': runs}
+    c2['annotations'][1]['segmentation'] = {'size': [12, 10], 'counts': runs}
     with open(p, 'w') as f:
         json.dump(c2, f)
     ds = build(tiny_root, metainfo=dict(classes=('x', 'y')))
     gi = ds[0]['data_samples'].gt_instances
-    np.testing.assert_array_equal(gi.masks.masks[1].astype(bool),
-                                  ref[1] == 2)
+    np.testing.assert_array_equal(gi.masks.masks[1].astype(bool), ref[1] == 2)
     # pycocotools' polygon rasterisation of the box (2,2)-(6,5)
     assert gi.masks.masks[0].sum() > 0
     # class-agnostic metainfo on a file without a 'nucleus' category

@@ -9,8 +9,8 @@ from mmengine.registry import init_default_scope
 from pns_mmdet.datasets.transforms import (NucleusPointsFromMasks,
                                            PackNucleusInputs, RandomBlur,
                                            RandomColorJitter, RandomDownscale,
-                                           RandomGaussianNoise,
-                                           RandomRotate90, RandomShiftScale)
+                                           RandomGaussianNoise, RandomRotate90,
+                                           RandomShiftScale)
 from pns_mmdet.datasets.transforms.nucleus_points import mask_points
 
 
@@ -22,15 +22,14 @@ def _results(masks: np.ndarray, labels=None) -> dict:
         if len(xs):
             boxes[i] = (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
     rng = np.random.default_rng(0)
-    return dict(
-        img=rng.integers(0, 256, (h, w, 3), np.uint8),
-        img_shape=(h, w),
-        ori_shape=(h, w),
-        gt_masks=BitmapMasks(masks.astype(np.uint8), h, w),
-        gt_bboxes=HorizontalBoxes(boxes),
-        gt_bboxes_labels=np.arange(n, dtype=np.int64)
-        if labels is None else np.asarray(labels, np.int64),
-        gt_ignore_flags=np.zeros(n, bool))
+    return dict(img=rng.integers(0, 256, (h, w, 3), np.uint8),
+                img_shape=(h, w),
+                ori_shape=(h, w),
+                gt_masks=BitmapMasks(masks.astype(np.uint8), h, w),
+                gt_bboxes=HorizontalBoxes(boxes),
+                gt_bboxes_labels=np.arange(n, dtype=np.int64)
+                if labels is None else np.asarray(labels, np.int64),
+                gt_ignore_flags=np.zeros(n, bool))
 
 
 def c_shape(h=20, w=20) -> np.ndarray:
@@ -75,14 +74,11 @@ def test_points_never_drop_nonempty_but_drop_empty_consistently():
     out = NucleusPointsFromMasks()(res)
     assert len(out['gt_masks']) == 3
     np.testing.assert_array_equal(out['gt_bboxes_labels'], [5, 7, 8])
-    np.testing.assert_array_equal(out['gt_ignore_flags'], [False, False,
-                                                           True])
-    np.testing.assert_allclose(out['gt_points'],
-                               [[3, 3], [9.5, 8.5], [0, 15]])
+    np.testing.assert_array_equal(out['gt_ignore_flags'], [False, False, True])
+    np.testing.assert_allclose(out['gt_points'], [[3, 3], [9.5, 8.5], [0, 15]])
     assert len(out['gt_bboxes']) == 3
     # no instances at all
-    empty = NucleusPointsFromMasks()(_results(np.zeros((0, 8, 9),
-                                                       np.uint8)))
+    empty = NucleusPointsFromMasks()(_results(np.zeros((0, 8, 9), np.uint8)))
     assert empty['gt_points'].shape == (0, 2)
     assert empty['gt_seg_map'].shape == (8, 9)
     # inference without annotations: no-op
@@ -111,7 +107,9 @@ def test_mask_points_random_vs_bruteforce():
         else:
             assert m[int(y), int(x)] == 1
         np.testing.assert_array_equal(
-            boxes[i], [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1])
+            boxes[i],
+            [xs.min(), ys.min(),
+             xs.max() + 1, ys.max() + 1])
     np.testing.assert_array_equal(union, masks.any(0))
 
 
@@ -250,8 +248,11 @@ def test_photometric_hand_cases():
     np.testing.assert_array_equal(out, img)
     # grey image: saturation/hue jitter leave it grey; brightness scales
     grey = dict(img=np.full((3, 3, 3), 100, np.uint8))
-    out = RandomColorJitter(prob=1.0, brightness=0.0, contrast=0.0,
-                            saturation=0.1, hue=0.05)(dict(grey))['img']
+    out = RandomColorJitter(prob=1.0,
+                            brightness=0.0,
+                            contrast=0.0,
+                            saturation=0.1,
+                            hue=0.05)(dict(grey))['img']
     np.testing.assert_array_equal(out, grey['img'])
     for bad in (dict(prob=1.5), dict(hue=0.7)):
         with pytest.raises(ValueError):
@@ -262,8 +263,12 @@ def test_pack_nucleus_inputs():
     masks = np.stack([c_shape(), np.roll(c_shape(), 5, axis=0)])
     res = _results(masks, labels=[2, 4])
     res['gt_ignore_flags'][1] = True
-    res.update(img_id=7, img_path='x.png', scale_factor=(1., 1.),
-               flip=False, flip_direction=None, tissue='Colon')
+    res.update(img_id=7,
+               img_path='x.png',
+               scale_factor=(1., 1.),
+               flip=False,
+               flip_direction=None,
+               tissue='Colon')
     res = NucleusPointsFromMasks()(res)
     packed = PackNucleusInputs()(res)
     ds = packed['data_samples']

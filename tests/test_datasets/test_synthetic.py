@@ -31,6 +31,7 @@ def test_tile_deterministic_and_consistent():
 
 
 def test_touching_fraction_controls_pairs():
+
     def frac(tf):
         tot = inn = 0
         for i in range(6):
@@ -63,8 +64,12 @@ def test_classes_differ_in_size_and_colour():
 
 def test_make_dataset_layout_and_exact_maps(tmp_path):
     root = str(tmp_path / 'syn')
-    paths = make_synthetic_dataset(root, num_train=2, num_val=1, num_test=1,
-                                   size=96, seed=5)
+    paths = make_synthetic_dataset(root,
+                                   num_train=2,
+                                   num_val=1,
+                                   num_test=1,
+                                   size=96,
+                                   seed=5)
     assert sorted(paths) == ['test', 'train', 'val']
     with open(paths['train']) as f:
         coco = json.load(f)
@@ -72,18 +77,20 @@ def test_make_dataset_layout_and_exact_maps(tmp_path):
     for im in coco['images']:
         assert im['tissue'] and im['file_name'].endswith('.png')
         anns = [a for a in coco['annotations'] if a['image_id'] == im['id']]
-        inst = load_instance_map(osp.join(root, 'inst_maps',
-                                          im['file_name']))
+        inst = load_instance_map(osp.join(root, 'inst_maps', im['file_name']))
         np.testing.assert_array_equal(
             annotations_to_instance_map(anns, 96, 96), inst)
-        cls = load_instance_map(osp.join(root, 'class_maps',
-                                         im['file_name']))
+        cls = load_instance_map(osp.join(root, 'class_maps', im['file_name']))
         for a in anns:
             assert (cls[inst == a['inst_id']] == a['category_id']).all()
     # tile i of a split does not depend on the split sizes
     root2 = str(tmp_path / 'syn2')
-    make_synthetic_dataset(root2, num_train=3, num_val=0, num_test=0,
-                           size=96, seed=5)
+    make_synthetic_dataset(root2,
+                           num_train=3,
+                           num_val=0,
+                           num_test=0,
+                           size=96,
+                           seed=5)
     for stem in ('train_0000.png', 'train_0001.png'):
         np.testing.assert_array_equal(
             load_image(osp.join(root, 'images', stem)),

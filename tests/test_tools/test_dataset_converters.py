@@ -12,10 +12,9 @@ import scipy.io
 from PIL import Image
 
 from pns_mmdet.datasets.coco_utils import annotations_to_instance_map
-from pns_mmdet.datasets.converters import (PANNUKE_FOLD_ORDERS,
-                                           convert_cpm17, convert_generic,
-                                           convert_monuseg, convert_pannuke,
-                                           find_pannuke_fold,
+from pns_mmdet.datasets.converters import (PANNUKE_FOLD_ORDERS, convert_cpm17,
+                                           convert_generic, convert_monuseg,
+                                           convert_pannuke, find_pannuke_fold,
                                            parse_aperio_xml)
 from pns_mmdet.datasets.io import load_image, load_instance_map
 
@@ -67,15 +66,18 @@ def _fake_fold(folder, n, seed, nested_fold=None):
 
 def test_pannuke_official_layout(tmp_path):
     src = str(tmp_path / 'raw')
-    data = {k: _fake_fold(src, 2 + (k == 2), k, nested_fold=k)
-            for k in (1, 2, 3)}
+    data = {
+        k: _fake_fold(src, 2 + (k == 2), k, nested_fold=k)
+        for k in (1, 2, 3)
+    }
     out = str(tmp_path / 'pannuke')
     paths = convert_pannuke(src, out)
     assert sorted(paths) == ['fold1', 'fold2', 'fold3']
     assert PANNUKE_FOLD_ORDERS['213'] == (2, 1, 3)
     c1 = _load(paths['fold1'])
     assert [c['name'] for c in c1['categories']] == [
-        'Neoplastic', 'Inflammatory', 'Connective', 'Dead', 'Epithelial']
+        'Neoplastic', 'Inflammatory', 'Connective', 'Dead', 'Epithelial'
+    ]
     assert [i['file_name'] for i in c1['images']] == ['1_0.png', '1_1.png']
     assert [i['tissue'] for i in c1['images']] == ['Breast', 'Colon']
     maps = _maps_from_json(c1)
@@ -99,8 +101,7 @@ def test_pannuke_official_layout(tmp_path):
 def test_pannuke_flat_folder_and_errors(tmp_path):
     src = str(tmp_path / 'flat')
     _fake_fold(src, 2, 0)
-    paths = convert_pannuke(src, str(tmp_path / 'o'), folds=[2],
-                            max_images=1)
+    paths = convert_pannuke(src, str(tmp_path / 'o'), folds=[2], max_images=1)
     assert len(_load(paths['fold2'])['images']) == 1
     with pytest.raises(FileNotFoundError, match='PanNuke fold 1 not found'):
         find_pannuke_fold(str(tmp_path / 'nothing'), 1)
@@ -124,8 +125,8 @@ def test_monuseg_overlap_roundtrip_and_bad_xml(tmp_path):
     src = tmp_path / 'mon'
     (src / 'images').mkdir(parents=True)
     (src / 'annotations').mkdir()
-    Image.fromarray(np.zeros((20, 24, 3), np.uint8)).save(
-        src / 'images' / 'a.tif')
+    Image.fromarray(np.zeros((20, 24, 3),
+                             np.uint8)).save(src / 'images' / 'a.tif')
     (src / 'annotations' / 'a.xml').write_text(XML)
     paths = convert_monuseg(str(src), str(tmp_path / 'out'), split='test')
     inst = _maps_from_json(_load(paths['test']))['a.png']
@@ -134,8 +135,8 @@ def test_monuseg_overlap_roundtrip_and_bad_xml(tmp_path):
     exp[8:17, 8:17] = 2  # later region overwrites the overlap
     np.testing.assert_array_equal(inst, exp)
     (src / 'annotations' / 'b.xml').write_text('<Annotations><Region>')
-    Image.fromarray(np.zeros((20, 24, 3), np.uint8)).save(
-        src / 'images' / 'b.png')
+    Image.fromarray(np.zeros((20, 24, 3),
+                             np.uint8)).save(src / 'images' / 'b.png')
     with pytest.raises(ValueError, match='cannot parse .*b.xml'):
         convert_monuseg(str(src), str(tmp_path / 'out2'))
     (src / 'annotations' / 'b.xml').unlink()
@@ -155,11 +156,12 @@ def _link_subset(src_dirs, dst_root, stems, exts):
 def test_monuseg_real_matches_reference_maps(shared_data, tmp_path):
     """A real MoNuSeg tile: converted map equals the shipped one."""
     root = osp.join(shared_data, 'monuseg2018_test')
-    stems = sorted(osp.splitext(p)[0] for p in os.listdir(
-        osp.join(root, 'annotations')))[-1:]
+    stems = sorted(
+        osp.splitext(p)[0]
+        for p in os.listdir(osp.join(root, 'annotations')))[-1:]
     sub = str(tmp_path / 'sub')
-    _link_subset([osp.join(root, 'images'), osp.join(root, 'annotations')],
-                 sub, stems, ['.png', '.xml'])
+    _link_subset([osp.join(root, 'images'),
+                  osp.join(root, 'annotations')], sub, stems, ['.png', '.xml'])
     paths = convert_monuseg(sub, str(tmp_path / 'out'), split='test')
     maps = _maps_from_json(_load(paths['test']))
     for s in stems:
@@ -182,8 +184,9 @@ def test_monuseg_real_all_tiles_exact(shared_data):
 def test_generic_on_real_cpm15_and_pannuke25(shared_data, tmp_path):
     cpm = osp.join(shared_data, 'cpm15_train')
     sub = str(tmp_path / 'cpm')
-    _link_subset([osp.join(cpm, 'images'), osp.join(cpm, 'inst_masks')],
-                 sub, ['image02', 'image04'], ['.png', '.png'])
+    _link_subset([osp.join(cpm, 'images'),
+                  osp.join(cpm, 'inst_masks')], sub, ['image02', 'image04'],
+                 ['.png', '.png'])
     paths = convert_generic(osp.join(sub, 'images'),
                             osp.join(sub, 'inst_masks'),
                             str(tmp_path / 'cpm_out'))
@@ -194,21 +197,24 @@ def test_generic_on_real_cpm15_and_pannuke25(shared_data, tmp_path):
         np.testing.assert_array_equal(maps[s + '.png'], ref)
     # PanNuke-25 (already COCO upstream): via its inst/type masks
     p25 = osp.join(shared_data, 'pannuke_breast_coco25')
-    paths = convert_generic(
-        osp.join(p25, 'images'), osp.join(p25, 'inst_masks'),
-        str(tmp_path / 'p25'), classes=('Neoplastic', 'No-neoplastic'),
-        class_dir=osp.join(p25, 'type_masks'),
-        split_ratios=(0.6, 0.2, 0.2), tissue='Breast')
+    paths = convert_generic(osp.join(p25, 'images'),
+                            osp.join(p25, 'inst_masks'),
+                            str(tmp_path / 'p25'),
+                            classes=('Neoplastic', 'No-neoplastic'),
+                            class_dir=osp.join(p25, 'type_masks'),
+                            split_ratios=(0.6, 0.2, 0.2),
+                            tissue='Breast')
     ours = [a for p in paths.values() for a in _load(p)['annotations']]
     orig = _load(osp.join(p25, 'annotations_coco.json'))
-    assert [len(_load(paths[s])['images']) for s in
-            ('train', 'val', 'test')] == [15, 5, 5]
+    assert [len(_load(paths[s])['images'])
+            for s in ('train', 'val', 'test')] == [15, 5, 5]
     assert len(ours) == len(orig['annotations']) == 631
     assert sum(a['area'] for a in ours) == sum(a['area']
                                                for a in orig['annotations'])
     for cat in (1, 2):
-        assert (sum(a['category_id'] == cat for a in ours) == sum(
-            a['category_id'] == cat for a in orig['annotations']))
+        assert (sum(a['category_id'] == cat
+                    for a in ours) == sum(a['category_id'] == cat
+                                          for a in orig['annotations']))
 
 
 def test_generic_errors(tmp_path):
@@ -236,8 +242,11 @@ def test_generic_errors(tmp_path):
     cls_dir.mkdir()
     np.save(cls_dir / 'a.npy', np.full((8, 9), 3, np.int32))
     with pytest.raises(ValueError, match='class id 3 but only 2 classes'):
-        convert_generic(str(img_dir), str(map_dir), str(tmp_path / 'o'),
-                        classes=('p', 'q'), class_dir=str(cls_dir))
+        convert_generic(str(img_dir),
+                        str(map_dir),
+                        str(tmp_path / 'o'),
+                        classes=('p', 'q'),
+                        class_dir=str(cls_dir))
 
 
 def test_cpm17_layout_with_mat(tmp_path):
@@ -264,11 +273,52 @@ def test_cpm17_layout_with_mat(tmp_path):
 def test_cli_make_synthetic_then_train_config(tmp_path):
     """The documented CLI writes a dataset the synthetic config can load."""
     out = str(tmp_path / 'synthetic')
-    r = subprocess.run(
-        [sys.executable, 'tools/dataset_converters/make_synthetic.py', out,
-         '--num-train', '2', '--num-val', '1', '--num-test', '1',
-         '--size', '64'],
-        cwd=REPO, capture_output=True, text=True)
+    r = subprocess.run([
+        sys.executable, 'tools/dataset_converters/make_synthetic.py', out,
+        '--num-train', '2', '--num-val', '1', '--num-test', '1', '--size', '64'
+    ],
+                       cwd=REPO,
+                       capture_output=True,
+                       text=True)
     assert r.returncode == 0, r.stderr
     assert 'train: 2 images' in r.stdout
     assert len(os.listdir(osp.join(out, 'images'))) == 4
+
+
+def test_append_two_folders_into_one_split(tmp_path):
+    """Kumar-style test1 + test2 into one test.json with unique ids."""
+    out = str(tmp_path / 'kumar')
+    for k, stem in enumerate(('t1', 't2')):
+        src = tmp_path / f'test{k + 1}'
+        (src / 'images').mkdir(parents=True)
+        (src / 'annotations').mkdir()
+        Image.fromarray(np.zeros(
+            (20, 24, 3), np.uint8)).save(src / 'images' / f'{stem}.png')
+        (src / 'annotations' / f'{stem}.xml').write_text(XML)
+        paths = convert_monuseg(str(src), out, split='test', append=k > 0)
+    coco = _load(paths['test'])
+    assert [i['file_name'] for i in coco['images']] == ['t1.png', 't2.png']
+    assert len({i['id'] for i in coco['images']}) == 2
+    assert len({a['id'] for a in coco['annotations']}) == 4
+    with pytest.raises(ValueError, match="duplicate output stem 't2'"):
+        convert_monuseg(str(tmp_path / 'test2'),
+                        out,
+                        split='test',
+                        append=True)
+    with pytest.raises(ValueError, match='categories'):
+        convert_generic(str(tmp_path / 'test2' / 'images'),
+                        str(tmp_path / 'test2' / 'images'),
+                        out,
+                        classes=('a', 'b'),
+                        append=True)
+
+
+def test_check_dataset(synthetic_coco):
+    from pns_mmdet.datasets.converters import check_coco_dataset
+    stats = check_coco_dataset(synthetic_coco, 'annotations/val.json')
+    coco = _load(osp.join(synthetic_coco, 'annotations/val.json'))
+    assert stats['images'] == 2
+    assert stats['nuclei'] == len(coco['annotations'])
+    assert sum(stats['per_class'].values()) == stats['nuclei']
+    assert stats['area_min'] == min(a['area'] for a in coco['annotations'])
+    assert stats['points_inside'] == 1.0

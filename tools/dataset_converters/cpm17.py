@@ -13,16 +13,21 @@ def parse_args():
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('src', help='CPM-17 root with train/ and test/')
     p.add_argument('out', help='output root, e.g. data/cpm17')
-    p.add_argument('--splits', nargs='+', default=['train', 'test'],
+    p.add_argument('--splits',
+                   nargs='+',
+                   default=['train', 'test'],
                    help='split folders to convert (default: train test)')
-    p.add_argument('--no-maps', action='store_true',
+    p.add_argument('--no-maps',
+                   action='store_true',
                    help='do not write inst_maps/ and class_maps/')
     return p.parse_args()
 
 
 def main():
     a = parse_args()
-    paths = convert_cpm17(a.src, a.out, splits=a.splits,
+    paths = convert_cpm17(a.src,
+                          a.out,
+                          splits=a.splits,
                           write_maps=not a.no_maps)
     print(describe_splits(paths))
 

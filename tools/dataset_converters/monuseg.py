@@ -12,31 +12,49 @@ from pns_mmdet.datasets.converters import convert_monuseg, describe_splits
 
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    p.add_argument('src', help='folder with images/ (or "Tissue Images/") '
+    p.add_argument('src',
+                   help='folder with images/ (or "Tissue Images/") '
                    'and annotations/ (or Annotations/) XML files')
     p.add_argument('out', help='output root, e.g. data/kumar')
-    p.add_argument('--split', default='train',
+    p.add_argument('--split',
+                   default='train',
                    help='split name of the written JSON (default: train)')
-    p.add_argument('--split-ratios', type=float, nargs=3, default=None,
+    p.add_argument('--split-ratios',
+                   type=float,
+                   nargs=3,
+                   default=None,
                    metavar=('TRAIN', 'VAL', 'TEST'),
                    help='seeded random train/val/test split instead')
     p.add_argument('--seed', type=int, default=0, help='split seed')
     p.add_argument('--image-dir', default=None, help='explicit image folder')
     p.add_argument('--xml-dir', default=None, help='explicit XML folder')
-    p.add_argument('--rule', choices=['skimage', 'pnpoly'],
-                   default='skimage', help='polygon fill rule (default: '
+    p.add_argument('--rule',
+                   choices=['skimage', 'pnpoly'],
+                   default='skimage',
+                   help='polygon fill rule (default: '
                    'skimage >= 0.16 draw.polygon)')
-    p.add_argument('--no-maps', action='store_true',
+    p.add_argument('--no-maps',
+                   action='store_true',
                    help='do not write inst_maps/ and class_maps/')
+    p.add_argument('--append',
+                   action='store_true',
+                   help='add to existing annotations/<split>.json files '
+                   'in OUT instead of overwriting them')
     return p.parse_args()
 
 
 def main():
     a = parse_args()
-    paths = convert_monuseg(a.src, a.out, split=a.split,
-                            split_ratios=a.split_ratios, seed=a.seed,
-                            image_dir=a.image_dir, xml_dir=a.xml_dir,
-                            rule=a.rule, write_maps=not a.no_maps)
+    paths = convert_monuseg(a.src,
+                            a.out,
+                            split=a.split,
+                            split_ratios=a.split_ratios,
+                            seed=a.seed,
+                            image_dir=a.image_dir,
+                            xml_dir=a.xml_dir,
+                            rule=a.rule,
+                            write_maps=not a.no_maps,
+                            append=a.append)
     print(describe_splits(paths))
 
 

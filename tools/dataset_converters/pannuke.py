@@ -14,22 +14,31 @@ from pns_mmdet.datasets.converters import convert_pannuke, describe_splits
 
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    p.add_argument('src', help='folder with "Fold 1", "Fold 2", "Fold 3" '
+    p.add_argument('src',
+                   help='folder with "Fold 1", "Fold 2", "Fold 3" '
                    '(official layout) or the three .npy files of one fold')
     p.add_argument('out', help='output root, e.g. data/pannuke')
-    p.add_argument('--folds', type=int, nargs='+', default=[1, 2, 3],
+    p.add_argument('--folds',
+                   type=int,
+                   nargs='+',
+                   default=[1, 2, 3],
                    help='folds to convert (default: 1 2 3); for a flat '
                    'folder give the one fold number it holds')
-    p.add_argument('--max-images', type=int, default=None,
+    p.add_argument('--max-images',
+                   type=int,
+                   default=None,
                    help='only the first N images per fold (quick checks)')
-    p.add_argument('--no-maps', action='store_true',
+    p.add_argument('--no-maps',
+                   action='store_true',
                    help='do not write inst_maps/ and class_maps/')
     return p.parse_args()
 
 
 def main():
     a = parse_args()
-    paths = convert_pannuke(a.src, a.out, folds=a.folds,
+    paths = convert_pannuke(a.src,
+                            a.out,
+                            folds=a.folds,
                             max_images=a.max_images,
                             write_maps=not a.no_maps)
     print(describe_splits(paths))

@@ -39,12 +39,18 @@ class CocoLayoutWriter:
             ``classes[k]``, class-map value k+1 as well.
         write_maps (bool): also write ``inst_maps/`` and ``class_maps/``.
             Defaults to True.
+        append (bool): add to the annotation files already in ``out_root``
+            (e.g. Kumar's test1 and test2 folders into one ``test.json``):
+            their images are kept, new ids continue after the existing
+            ones, and a stem that already exists is an error. Defaults to
+            False (existing split files are overwritten).
     """
 
     def __init__(self,
                  out_root: str,
                  classes: Sequence[str],
-                 write_maps: bool = True) -> None:
+                 write_maps: bool = True,
+                 append: bool = False) -> None:
         if len(classes) == 0:
             raise ValueError('classes must name at least one category')
         if len(set(classes)) != len(classes):
@@ -58,11 +64,41 @@ class CocoLayoutWriter:
         self._next_img_id = 1
         self._next_ann_id = 1
         self._stems: Dict[str, str] = {}
+        self._existing: Dict[str, dict] = {}
+        if append:
+            self._load_existing()
         os.makedirs(osp.join(out_root, 'images'), exist_ok=True)
         os.makedirs(osp.join(out_root, 'annotations'), exist_ok=True)
         if write_maps:
             os.makedirs(osp.join(out_root, 'inst_maps'), exist_ok=True)
             os.makedirs(osp.join(out_root, 'class_maps'), exist_ok=True)
+
+    def _load_existing(self) -> None:
+        ann_dir = osp.join(self.out_root, 'annotations')
+        if not osp.isdir(ann_dir):
+            return
+        for name in sorted(os.listdir(ann_dir)):
+            if not name.endswith('.json'):
+                continue
+            path = osp.join(ann_dir, name)
+            try:
+                with open(path) as f:
+                    coco = json.load(f)
+            except json.JSONDecodeError as e:
+                raise ValueError(f'cannot append to malformed JSON {path}: '
+                                 f'{e}') from e
+            names = tuple(c['name'] for c in sorted(coco.get('categories', []),
+                                                    key=lambda c: c['id']))
+            if names != self.classes:
+                raise ValueError(f'cannot append to {path}: its categories '
+                                 f'{list(names)} differ from '
+                                 f'{list(self.classes)}')
+            self._existing[name[:-5]] = coco
+            for im in coco['images']:
+                self._stems[osp.splitext(im['file_name'])[0]] = path
+                self._next_img_id = max(self._next_img_id, im['id'] + 1)
+            for a in coco['annotations']:
+                self._next_ann_id = max(self._next_ann_id, a['id'] + 1)
 
     def add(self,
             stem: str,
@@ -111,8 +147,11 @@ class CocoLayoutWriter:
                 inst_map, np.asarray(class_map), name)
         if inst_classes is not None:
             present = set(np.unique(inst_map).tolist()) - {0}
-            bad = {i: c for i, c in inst_classes.items()
-                   if i in present and not 1 <= c <= len(self.classes)}
+            bad = {
+                i: c
+                for i, c in inst_classes.items()
+                if i in present and not 1 <= c <= len(self.classes)
+            }
             if bad:
                 raise ValueError(
                     f'{name}: class ids {sorted(set(bad.values()))} out of '
@@ -120,14 +159,13 @@ class CocoLayoutWriter:
                     f'{list(self.classes)}')
         img_id = self._next_img_id
         self._next_img_id += 1
-        anns = instance_map_to_annotations(inst_map, img_id,
-                                           self._next_ann_id, inst_classes)
+        anns = instance_map_to_annotations(inst_map, img_id, self._next_ann_id,
+                                           inst_classes)
         self._next_ann_id += len(anns)
         file_name = f'{stem}.png'
         # cv2 writes BGR; PNG keeps the RGB values exactly.
-        if not cv2.imwrite(
-                osp.join(self.out_root, 'images', file_name),
-                np.ascontiguousarray(image[..., ::-1])):
+        if not cv2.imwrite(osp.join(self.out_root, 'images', file_name),
+                           np.ascontiguousarray(image[..., ::-1])):
             raise OSError(f'could not write image for {name} under '
                           f'{self.out_root}/images')
         if self.write_maps:
@@ -152,11 +190,10 @@ class CocoLayoutWriter:
             for a in anns:
                 lut[a['inst_id']] = a['category_id']
             cls_map = lut[inst_map]
-        cv2.imwrite(
-            osp.join(self.out_root, 'inst_maps', f'{stem}.png'),
-            out_inst.astype(np.uint16))
-        cv2.imwrite(
-            osp.join(self.out_root, 'class_maps', f'{stem}.png'), cls_map)
+        cv2.imwrite(osp.join(self.out_root, 'inst_maps', f'{stem}.png'),
+                    out_inst.astype(np.uint16))
+        cv2.imwrite(osp.join(self.out_root, 'class_maps', f'{stem}.png'),
+                    cls_map)
 
     def save(self) -> Dict[str, str]:
         """Write ``annotations/<split>.json`` for every split.
@@ -170,12 +207,12 @@ class CocoLayoutWriter:
         ]
         paths = {}
         for split, data in self.splits.items():
-            coco = dict(
-                info=dict(description='pns_mmdet nucleus dataset',
-                          version='1.0'),
-                images=data['images'],
-                annotations=data['anns'],
-                categories=categories)
+            old = self._existing.get(split, dict(images=[], annotations=[]))
+            coco = dict(info=dict(description='pns_mmdet nucleus dataset',
+                                  version='1.0'),
+                        images=old['images'] + data['images'],
+                        annotations=old['annotations'] + data['anns'],
+                        categories=categories)
             path = osp.join(self.out_root, 'annotations', f'{split}.json')
             with open(path, 'w') as f:
                 json.dump(coco, f)
@@ -207,15 +244,14 @@ def instance_map_to_coco(samples: Iterable[dict],
     """
     writer = CocoLayoutWriter(out_root, classes, write_maps)
     for s in samples:
-        writer.add(
-            s['stem'],
-            s['image'],
-            s['inst_map'],
-            split=s.get('split', split),
-            inst_classes=s.get('inst_classes'),
-            class_map=s.get('class_map'),
-            tissue=s.get('tissue'),
-            name=s.get('name'))
+        writer.add(s['stem'],
+                   s['image'],
+                   s['inst_map'],
+                   split=s.get('split', split),
+                   inst_classes=s.get('inst_classes'),
+                   class_map=s.get('class_map'),
+                   tissue=s.get('tissue'),
+                   name=s.get('name'))
     return writer.save()
 
 

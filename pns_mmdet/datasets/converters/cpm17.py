@@ -46,8 +46,7 @@ def convert_cpm17(src: str,
         sdir = osp.join(src, split)
         if not osp.isdir(sdir):
             raise FileNotFoundError(f'CPM-17 split folder not found: {sdir}')
-        images = find_by_stem(_subdir(sdir, ('Images', 'images')),
-                              IMAGE_EXTS)
+        images = find_by_stem(_subdir(sdir, ('Images', 'images')), IMAGE_EXTS)
         labels = find_by_stem(_subdir(sdir, ('Labels', 'labels')), MAP_EXTS)
         if not labels:
             raise FileNotFoundError(f'no label files in {sdir}/Labels')
@@ -62,6 +61,9 @@ def convert_cpm17(src: str,
                     f'size mismatch: image {images[stem]} is '
                     f'{img.shape[1]}x{img.shape[0]} (WxH) but label '
                     f'{labels[stem]} is {inst.shape[1]}x{inst.shape[0]}')
-            writer.add(f'{split}_{stem}', img, inst, split=split,
+            writer.add(f'{split}_{stem}',
+                       img,
+                       inst,
+                       split=split,
                        name=labels[stem])
     return writer.save()

@@ -62,7 +62,8 @@ def convert_generic(image_dir: str,
                     class_suffix: str = '',
                     map_key: Optional[str] = None,
                     class_key: Optional[str] = None,
-                    write_maps: bool = True) -> Dict[str, str]:
+                    write_maps: bool = True,
+                    append: bool = False) -> Dict[str, str]:
     """Convert matched images / instance maps (/ class maps) to COCO.
 
     Args:
@@ -88,6 +89,8 @@ def convert_generic(image_dir: str,
             (default: ``type_map``/``class_map``/``inst_type``...).
         write_maps (bool): write inst_maps/ and class_maps/. Defaults to
             True.
+        append (bool): add to existing split files in ``out_root`` (see
+            :class:`CocoLayoutWriter`). Defaults to False.
 
     Returns:
         dict: split -> annotation JSON path.
@@ -113,7 +116,7 @@ def convert_generic(image_dir: str,
             raise FileNotFoundError(f'no class map for {mpath} in '
                                     f'{class_dir}')
     assignment = split_stems(list(maps), split_ratios, seed, default=split)
-    writer = CocoLayoutWriter(out_root, classes, write_maps)
+    writer = CocoLayoutWriter(out_root, classes, write_maps, append)
     for stem in sorted(maps):
         inst = load_instance_map(maps[stem], key=map_key)
         img = load_image(images[stem])
@@ -134,14 +137,13 @@ def convert_generic(image_dir: str,
                 raise ValueError(
                     f'{cls_maps[stem]}: class id {int(cls.max())} but only '
                     f'{len(classes)} classes given ({list(classes)})')
-        writer.add(
-            stem,
-            img,
-            inst,
-            split=assignment[stem],
-            class_map=cls,
-            tissue=tissue,
-            name=maps[stem])
+        writer.add(stem,
+                   img,
+                   inst,
+                   split=assignment[stem],
+                   class_map=cls,
+                   tissue=tissue,
+                   name=maps[stem])
     return writer.save()
 
 

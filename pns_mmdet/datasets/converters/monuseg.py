@@ -77,7 +77,8 @@ def convert_monuseg(src: str,
                     image_dir: Optional[str] = None,
                     xml_dir: Optional[str] = None,
                     rule: str = 'skimage',
-                    write_maps: bool = True) -> Dict[str, str]:
+                    write_maps: bool = True,
+                    append: bool = False) -> Dict[str, str]:
     """Convert a MoNuSeg/Kumar folder (images + Aperio XML) to COCO.
 
     Args:
@@ -96,6 +97,8 @@ def convert_monuseg(src: str,
             scikit-image >= 0.16) or ``'pnpoly'``.
         write_maps (bool): write inst_maps/ and class_maps/. Defaults to
             True.
+        append (bool): add to existing split files in ``out_root`` (e.g.
+            Kumar's test1 and test2 into one test split). Defaults to False.
 
     Returns:
         dict: split -> annotation JSON path.
@@ -109,7 +112,7 @@ def convert_monuseg(src: str,
             raise FileNotFoundError(f'no image for annotation {x}: expected '
                                     f'{stem}.<tif|png|...> in {image_dir}')
     assignment = split_stems(list(xmls), split_ratios, seed, default=split)
-    writer = CocoLayoutWriter(out_root, ('nucleus', ), write_maps)
+    writer = CocoLayoutWriter(out_root, ('nucleus', ), write_maps, append)
     for stem in sorted(xmls):
         img = load_image(images[stem])
         polys = parse_aperio_xml(xmls[stem])

@@ -70,8 +70,7 @@ def find_pannuke_fold(src: str, fold: int) -> Tuple[str, str, str]:
         missing = {'images.npy', 'masks.npy', 'types.npy'} - set(found)
         raise FileNotFoundError(f'PanNuke fold {fold} in {base}: missing '
                                 f'{sorted(missing)}')
-    flat = [osp.join(src, f) for f in ('images.npy', 'masks.npy',
-                                       'types.npy')]
+    flat = [osp.join(src, f) for f in ('images.npy', 'masks.npy', 'types.npy')]
     if all(osp.isfile(p) for p in flat):
         return tuple(flat)
     raise FileNotFoundError(
@@ -169,12 +168,11 @@ def convert_pannuke(src: str,
             name = f'{mask_p}[{j}]'
             inst, cls = pannuke_masks_to_instance_map(np.asarray(masks[j]),
                                                       name)
-            writer.add(
-                f'{k}_{j}',
-                np.asarray(images[j]),
-                inst,
-                split=f'fold{k}',
-                inst_classes=cls,
-                tissue=str(types[j]),
-                name=name)
+            writer.add(f'{k}_{j}',
+                       np.asarray(images[j]),
+                       inst,
+                       split=f'fold{k}',
+                       inst_classes=cls,
+                       tissue=str(types[j]),
+                       name=name)
     return writer.save()

@@ -24,10 +24,10 @@ class PackNucleusInputs(PackDetInputs):
     """
     mapping_table = dict(PackDetInputs.mapping_table, gt_points='points')
 
-    def __init__(self,
-                 meta_keys: Sequence[str] = ('img_id', 'img_path',
-                                             'ori_shape', 'img_shape',
-                                             'scale_factor', 'flip',
-                                             'flip_direction',
-                                             'tissue')) -> None:
+    def __init__(
+        self,
+        meta_keys: Sequence[str] = ('img_id', 'img_path', 'ori_shape',
+                                    'img_shape', 'scale_factor', 'flip',
+                                    'flip_direction', 'tissue')
+    ) -> None:
         super().__init__(meta_keys=meta_keys)

@@ -9,7 +9,7 @@ with rotation 0; masks resampled with nearest neighbour).
 Run :class:`NucleusPointsFromMasks` after them: points are derived from the
 transformed masks, not transformed themselves.
 """
-from typing import Optional, Sequence, Tuple
+from typing import Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -33,8 +33,8 @@ def _as_bitmap(masks) -> BitmapMasks:
 def _set_boxes(results: dict, boxes: np.ndarray) -> None:
     old = results.get('gt_bboxes')
     if isinstance(old, BaseBoxes):
-        results['gt_bboxes'] = HorizontalBoxes(
-            boxes.astype(np.float32), dtype=old.tensor.dtype)
+        results['gt_bboxes'] = HorizontalBoxes(boxes.astype(np.float32),
+                                               dtype=old.tensor.dtype)
     else:
         results['gt_bboxes'] = boxes.astype(np.float32)
 
@@ -58,7 +58,8 @@ class RandomRotate90(BaseTransform):
             (0, 1, 2, 3).
     """
 
-    def __init__(self, prob: float = 0.5,
+    def __init__(self,
+                 prob: float = 0.5,
                  ks: Sequence[int] = (0, 1, 2, 3)) -> None:
         if not 0 <= prob <= 1:
             raise ValueError(f'prob must be in [0, 1], got {prob}')
@@ -106,9 +107,9 @@ class RandomRotate90(BaseTransform):
         return f'{self.__class__.__name__}(prob={self.prob}, ks={self.ks})'
 
 
-def warp_masks_affine(masks: np.ndarray, matrix: np.ndarray,
-                      out_shape: Tuple[int, int]
-                      ) -> Tuple[np.ndarray, np.ndarray]:
+def warp_masks_affine(
+        masks: np.ndarray, matrix: np.ndarray,
+        out_shape: Tuple[int, int]) -> Tuple[np.ndarray, np.ndarray]:
     """Warp binary masks with an affine map, one bounding box at a time.
 
     Args:
@@ -137,8 +138,9 @@ def warp_masks_affine(masks: np.ndarray, matrix: np.ndarray,
         rows = np.flatnonzero(rows_any[i])
         x0, x1 = cols[0], cols[-1] + 1
         y0, y1 = rows[0], rows[-1] + 1
-        corners = np.array([[x0 - 1, y0 - 1], [x1, y0 - 1], [x0 - 1, y1],
-                            [x1, y1]], np.float64)
+        corners = np.array(
+            [[x0 - 1, y0 - 1], [x1, y0 - 1], [x0 - 1, y1], [x1, y1]],
+            np.float64)
         dst = corners @ lin.T + t
         dx0 = int(max(0, np.floor(dst[:, 0].min()) - 1))
         dy0 = int(max(0, np.floor(dst[:, 1].min()) - 1))
@@ -149,12 +151,12 @@ def warp_masks_affine(masks: np.ndarray, matrix: np.ndarray,
         # Same map expressed between the source crop and the output crop.
         m = np.concatenate(
             [lin, (lin @ np.array([x0, y0]) + t - [dx0, dy0])[:, None]], 1)
-        crop = cv2.warpAffine(
-            np.ascontiguousarray(masks[i, y0:y1, x0:x1]).astype(np.uint8),
-            m, (dx1 - dx0, dy1 - dy0),
-            flags=cv2.INTER_NEAREST,
-            borderMode=cv2.BORDER_CONSTANT,
-            borderValue=0)
+        crop = cv2.warpAffine(np.ascontiguousarray(
+            masks[i, y0:y1, x0:x1]).astype(np.uint8),
+                              m, (dx1 - dx0, dy1 - dy0),
+                              flags=cv2.INTER_NEAREST,
+                              borderMode=cv2.BORDER_CONSTANT,
+                              borderValue=0)
         out[i, dy0:dy1, dx0:dx1] = crop
         ys, xs = np.nonzero(crop)
         if xs.size:
@@ -220,9 +222,11 @@ class RandomShiftScale(BaseTransform):
         bv = self.border_val
         if not isinstance(bv, (int, float)):
             bv = tuple(bv)
-        results['img'] = cv2.warpAffine(
-            img, mat, (w, h), flags=cv2.INTER_LINEAR,
-            borderMode=cv2.BORDER_CONSTANT, borderValue=bv)
+        results['img'] = cv2.warpAffine(img,
+                                        mat, (w, h),
+                                        flags=cv2.INTER_LINEAR,
+                                        borderMode=cv2.BORDER_CONSTANT,
+                                        borderValue=bv)
         if 'gt_masks' in results:
             m = _as_bitmap(results['gt_masks'])
             warped, boxes = warp_masks_affine(m.masks, mat, (h, w))
@@ -240,8 +244,11 @@ class RandomShiftScale(BaseTransform):
             _set_boxes(results, b)
         if results.get('gt_seg_map') is not None:
             results['gt_seg_map'] = cv2.warpAffine(
-                results['gt_seg_map'], mat, (w, h), flags=cv2.INTER_NEAREST,
-                borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+                results['gt_seg_map'],
+                mat, (w, h),
+                flags=cv2.INTER_NEAREST,
+                borderMode=cv2.BORDER_CONSTANT,
+                borderValue=0)
         return results
 
     def __repr__(self) -> str:

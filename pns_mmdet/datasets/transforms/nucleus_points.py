@@ -120,8 +120,8 @@ class NucleusPointsFromMasks(BaseTransform):
             if key in results and len(results[key]) != n:
                 raise ValueError(f'{key} has {len(results[key])} entries but '
                                  f'gt_masks has {n}')
-        points, bboxes, areas, union = mask_points(gt_masks.masks.reshape(
-            n, gt_masks.height, gt_masks.width))
+        points, bboxes, areas, union = mask_points(
+            gt_masks.masks.reshape(n, gt_masks.height, gt_masks.width))
         keep = areas > 0
         if not keep.all():
             idx = np.flatnonzero(keep)
@@ -136,8 +136,8 @@ class NucleusPointsFromMasks(BaseTransform):
             old = results.get('gt_bboxes')
             if isinstance(old, BaseBoxes) or old is None:
                 results['gt_bboxes'] = HorizontalBoxes(
-                    bboxes.reshape(-1, 4), dtype=None if old is None else
-                    old.tensor.dtype)
+                    bboxes.reshape(-1, 4),
+                    dtype=None if old is None else old.tensor.dtype)
             else:
                 results['gt_bboxes'] = bboxes.reshape(-1, 4).astype(
                     np.asarray(old).dtype)

@@ -12,8 +12,7 @@ from mmcv.transforms import BaseTransform
 from mmdet.registry import TRANSFORMS
 
 __all__ = [
-    'RandomColorJitter', 'RandomBlur', 'RandomGaussianNoise',
-    'RandomDownscale'
+    'RandomColorJitter', 'RandomBlur', 'RandomGaussianNoise', 'RandomDownscale'
 ]
 
 
@@ -83,21 +82,21 @@ class RandomColorJitter(BaseTransform):
         ops = np.random.permutation(4)
         for op in ops:
             if op == 0 and self.brightness:
-                f = np.random.uniform(1 - self.brightness,
-                                      1 + self.brightness)
+                f = np.random.uniform(1 - self.brightness, 1 + self.brightness)
                 img = np.clip(img.astype(np.float32) * f, 0,
                               255).round().astype(np.uint8)
             elif op == 1 and self.contrast:
                 f = np.random.uniform(1 - self.contrast, 1 + self.contrast)
                 mean = float(self._grey(img).mean())
-                img = np.clip(img.astype(np.float32) * f + mean * (1 - f), 0,
-                              255).round().astype(np.uint8)
+                img = np.clip(
+                    img.astype(np.float32) * f + mean * (1 - f), 0,
+                    255).round().astype(np.uint8)
             elif op == 2 and self.saturation:
-                f = np.random.uniform(1 - self.saturation,
-                                      1 + self.saturation)
+                f = np.random.uniform(1 - self.saturation, 1 + self.saturation)
                 grey = self._grey(img).astype(np.float32)[..., None]
-                img = np.clip(img.astype(np.float32) * f + grey * (1 - f), 0,
-                              255).round().astype(np.uint8)
+                img = np.clip(
+                    img.astype(np.float32) * f + grey * (1 - f), 0,
+                    255).round().astype(np.uint8)
             elif op == 3 and self.hue:
                 h = np.random.uniform(-self.hue, self.hue)
                 to_hsv, from_hsv = ((cv2.COLOR_BGR2HSV, cv2.COLOR_HSV2BGR)
@@ -127,7 +126,8 @@ class RandomBlur(BaseTransform):
             Defaults to (3, 10).
     """
 
-    def __init__(self, prob: float = 0.2,
+    def __init__(self,
+                 prob: float = 0.2,
                  blur_limit: Tuple[int, int] = (3, 10)) -> None:
         self.prob = _check_prob(prob)
         self.sizes = [
@@ -164,7 +164,8 @@ class RandomGaussianNoise(BaseTransform):
             Defaults to (0., 50.).
     """
 
-    def __init__(self, prob: float = 0.25,
+    def __init__(self,
+                 prob: float = 0.25,
                  var_range: Tuple[float, float] = (0., 50.)) -> None:
         self.prob = _check_prob(prob)
         if not 0 <= var_range[0] <= var_range[1]:
@@ -187,11 +188,10 @@ class RandomGaussianNoise(BaseTransform):
                 f'{self.var_range})')
 
 
-_INTERP = dict(
-    nearest=cv2.INTER_NEAREST,
-    bilinear=cv2.INTER_LINEAR,
-    area=cv2.INTER_AREA,
-    bicubic=cv2.INTER_CUBIC)
+_INTERP = dict(nearest=cv2.INTER_NEAREST,
+               bilinear=cv2.INTER_LINEAR,
+               area=cv2.INTER_AREA,
+               bicubic=cv2.INTER_CUBIC)
 
 
 @TRANSFORMS.register_module()
@@ -228,9 +228,9 @@ class RandomDownscale(BaseTransform):
         h, w = img.shape[:2]
         s = np.random.uniform(*self.scale_range)
         flag = _INTERP[self.interpolation]
-        small = cv2.resize(img, (max(1, int(round(w * s))),
-                                 max(1, int(round(h * s)))),
-                           interpolation=flag)
+        small = cv2.resize(
+            img, (max(1, int(round(w * s))), max(1, int(round(h * s)))),
+            interpolation=flag)
         out = cv2.resize(small, (w, h), interpolation=flag)
         if out.ndim == 2 and img.ndim == 3:
             out = out[..., None]
