@@ -127,12 +127,18 @@ def main(argv=None) -> int:
                                          instances_to_geojson, save_class_png,
                                          save_geojson, save_instance_png)
 
-    inferencer = NucleusInferencer(
-        args.config,
-        device=args.device,
-        prompter_checkpoint=args.prompter_checkpoint,
-        segmentor_checkpoint=args.segmentor_checkpoint,
-        cfg_options=args.cfg_options)
+    try:
+        inferencer = NucleusInferencer(
+            args.config,
+            device=args.device,
+            prompter_checkpoint=args.prompter_checkpoint,
+            segmentor_checkpoint=args.segmentor_checkpoint,
+            cfg_options=args.cfg_options)
+    except (FileNotFoundError, RuntimeError, ValueError, KeyError) as err:
+        # Missing or mismatched checkpoint, wrong config: one clear line.
+        print(f'[infer] error: cannot build the model from {args.config}: '
+              f'{err}', file=sys.stderr)
+        return 2
     coco = CocoResultsWriter(inferencer.class_names)
     failed, num_nuclei = [], 0
     start = time.perf_counter()

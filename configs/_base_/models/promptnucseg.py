@@ -9,11 +9,13 @@ model = dict(
         prompter_tile_size=1024,  # larger images: overlapping tiles
         prompter_tile_overlap=64,
         seg_tile_overlap=64,  # epsilon: 256 tiles every 192 px
-        num_neg_prompts=1,  # K, as the segmentor is trained (Table 7)
+        # None: as the segmentor's test_cfg (K it was trained with, Table 7;
+        # prompts per decoder call; mask logit threshold).
+        num_neg_prompts=None,
+        chunk_size=None,
+        mask_threshold=None,
         neg_prompts_both=False,  # upstream: decode with and without
-        chunk_size=256,
         encode_batch=4,
-        mask_threshold=0.0,
         edge_margin=7,  # drop masks this close to an inner tile edge
         decode_policy='all',
         nms_iou_thr=0.5,

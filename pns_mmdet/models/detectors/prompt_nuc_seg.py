@@ -44,13 +44,16 @@ _DEFAULT_TEST_CFG = dict(
     point_nms_radius=None,
     # Segmentor tiles: side = segmentor.img_size, overlap epsilon.
     seg_tile_overlap=64,
-    # K nearest predicted points (of the same tile) as negative prompts.
-    num_neg_prompts=0,
+    # K nearest predicted points (of the same tile) as negative prompts;
+    # None: the segmentor's test_cfg (the K it was trained with).
+    num_neg_prompts=None,
     # Upstream trick: decode with and without negatives, keep higher IoU.
     neg_prompts_both=False,
-    chunk_size=256,
+    # Prompts per decoder call; None: the segmentor's test_cfg.
+    chunk_size=None,
     encode_batch=4,
-    mask_threshold=0.0,
+    # Mask logit threshold; None: the segmentor's test_cfg.
+    mask_threshold=None,
     # Drop masks whose box is this close (px) to an inner tile edge.
     edge_margin=7,
     # 'all': decode each prompt in every tile containing it (upstream);
@@ -211,6 +214,11 @@ class PromptNucSeg(BaseDetector):
                              f'{sorted(unknown)}; valid keys are '
                              f'{sorted(_DEFAULT_TEST_CFG)}')
         self.test_cfg.update(test_cfg or {})
+        seg_test_cfg = getattr(self.segmentor, 'test_cfg', None) or {}
+        for key, default in (('num_neg_prompts', 0), ('chunk_size', 256),
+                             ('mask_threshold', 0.0)):
+            if self.test_cfg[key] is None:
+                self.test_cfg[key] = seg_test_cfg.get(key, default)
         self._check_test_cfg()
         self.prompter_checkpoint = prompter_checkpoint
         self.segmentor_checkpoint = segmentor_checkpoint

@@ -1,0 +1,250 @@
+"""tools/infer.py: outputs, bad inputs, and the demo pipeline end to end.
+
+The bad-input tests call the CLI in-process with a tiny random model; the
+last test runs tools/demo.py at toy scale, which drives tools/train.py,
+tools/test.py and tools/infer.py as subprocesses with this interpreter.
+"""
+import importlib.util
+import json
+import os.path as osp
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from pycocotools.coco import COCO
+from shapely import geometry
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+
+def load_tool(name):
+    spec = importlib.util.spec_from_file_location(
+        f'pns_tool_{name}', osp.join(REPO, 'tools', f'{name}.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+infer = load_tool('infer')
+
+TINY_CONFIG = '''
+_base_ = [
+    '{repo}/configs/_base_/models/promptnucseg.py',
+    '{repo}/configs/_base_/default_runtime.py'
+]
+DP = dict(
+    type='DetDataPreprocessor', mean=[123.675, 116.28, 103.53],
+    std=[58.395, 57.12, 57.375], bgr_to_rgb=True)
+model = dict(
+    prompter=dict(
+        type='NucleusPrompter', data_preprocessor=dict(DP, pad_size_divisor=8),
+        backbone=dict(type='ResNet', depth=18, base_channels=8,
+                      out_indices=(0, 1, 2, 3), init_cfg=None),
+        neck=dict(type='FPN', in_channels=[8, 16, 32, 64], out_channels=16,
+                  num_outs=4),
+        bbox_head=dict(type='PointAnchorHead', num_classes={num_classes},
+                       in_channels=16, feat_channels=16, hidden_dim=16,
+                       stride=8),
+        test_cfg=dict(nms_radius=6.0, score_thr={score_thr})),
+    segmentor=dict(
+        type='SAMPromptSegmentor', data_preprocessor=DP, img_size=64,
+        image_encoder=dict(type='SAMImageEncoderViT', img_size=64,
+                           embed_dim=32, depth=2, num_heads=2,
+                           global_attn_indexes=(1, ), window_size=3,
+                           out_chans=32),
+        prompt_encoder=dict(type='SAMPromptEncoder', embed_dim=32,
+                            image_embedding_size=(4, 4),
+                            input_image_size=(64, 64)),
+        mask_decoder=dict(type='SAMMaskDecoder', transformer_dim=32,
+                          transformer_depth=1, transformer_mlp_dim=64,
+                          transformer_num_heads=2, iou_head_hidden_dim=16)),
+    test_cfg=dict(seg_tile_overlap=16))
+test_dataloader = dict(dataset=dict(
+    type='NucleusDataset',
+    metainfo=dict(classes=('tumour', 'immune'),
+                  palette=[(255, 0, 0), (0, 0, 255)])))
+'''
+
+
+@pytest.fixture()
+def tiny_config(tmp_path):
+    """A tiny random PromptNucSeg config; score_thr 0.999 makes the random
+    prompter find no nucleus, so outputs are deterministic (empty)."""
+
+    def make(num_classes=2, score_thr=0.999, name='tiny.py'):
+        path = tmp_path / name
+        path.write_text(
+            TINY_CONFIG.format(
+                repo=REPO, num_classes=num_classes, score_thr=score_thr))
+        return str(path)
+
+    return make
+
+
+def write_images(folder):
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 255, (40, 50, 3), dtype=np.uint8)
+    Image.fromarray(rgb).save(folder / 'rgb.png')
+    Image.fromarray(rgb[..., 0]).save(folder / 'gray.png')  # grayscale
+    Image.fromarray(np.dstack([rgb, np.full((40, 50), 128, np.uint8)]),
+                    'RGBA').save(folder / 'rgba.png')
+    cv2.imwrite(str(folder / 'deep.png'),
+                (rgb.astype(np.uint16) * 257)[..., ::-1])  # 16-bit colour
+    Image.fromarray(rgb[:20, :30]).save(folder / 'small.png')  # < a tile
+    Image.fromarray(np.zeros((70, 90, 3), np.uint8)).save(
+        folder / 'blank.png')  # no nucleus
+    (folder / 'garbage.png').write_bytes(b'not an image at all')
+    data = (folder / 'rgb.png').read_bytes()
+    (folder / 'truncated.png').write_bytes(data[:len(data) // 2])
+    (folder / 'notes.txt').write_text('ignored: not an image extension')
+
+
+def test_bad_inputs_reported_and_run_continues(tmp_path, tiny_config,
+                                               capsys):
+    images = tmp_path / 'images'
+    write_images(images)
+    out = tmp_path / 'out'
+    code = infer.main([tiny_config(), str(images), '--out-dir', str(out)])
+    captured = capsys.readouterr()
+    assert code == 1  # some inputs failed, the others were processed
+    assert 'garbage.png' in captured.err and 'truncated.png' in captured.err
+    assert 'cannot read image' in captured.err
+    assert '6 image(s), 0 nuclei' in captured.out
+    sizes = dict(rgb=(40, 50), gray=(40, 50), rgba=(40, 50), deep=(40, 50),
+                 small=(20, 30), blank=(70, 90))
+    for stem, hw in sizes.items():
+        inst = cv2.imread(str(out / f'{stem}_inst.png'), cv2.IMREAD_UNCHANGED)
+        assert inst.dtype == np.uint16 and inst.shape == hw
+        assert inst.max() == 0  # the correct empty result
+        cls = cv2.imread(str(out / f'{stem}_class.png'), cv2.IMREAD_UNCHANGED)
+        assert cls.shape == hw and cls.max() == 0
+        fc = json.loads((out / f'{stem}.geojson').read_text())
+        assert fc == {'type': 'FeatureCollection', 'features': []}
+        assert cv2.imread(str(out / f'{stem}_overlay.png')).shape[:2] == hw
+    assert not (out / 'garbage_inst.png').exists()
+    coco = COCO(str(out / 'predictions_coco.json'))
+    assert len(coco.getImgIds()) == 6 and coco.getAnnIds() == []
+    assert [c['name'] for c in coco.dataset['categories']] == [
+        'tumour', 'immune'
+    ]
+
+
+def test_empty_folder_and_missing_input(tmp_path, tiny_config, capsys):
+    (tmp_path / 'empty').mkdir()
+    code = infer.main([
+        tiny_config(),
+        str(tmp_path / 'empty'),
+        str(tmp_path / 'nope.png'),
+        str(tmp_path / '*.tif'), '--out-dir',
+        str(tmp_path / 'out')
+    ])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert 'contains no image' in err and 'does not exist' in err
+    assert 'matches no file' in err and 'no input image found' in err
+
+
+def test_mismatched_checkpoint_is_a_clear_error(tmp_path, tiny_config,
+                                                capsys):
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+
+    import pns_mmdet  # noqa: F401
+    from mmdet.registry import MODELS
+    init_default_scope('mmdet')
+    # A prompter trained for 3 classes does not fit the 2-class config.
+    other = Config.fromfile(tiny_config(num_classes=3, name='three.py'))
+    prompter = MODELS.build(other.model.prompter)
+    ckpt = tmp_path / 'prompter3.pth'
+    torch.save(dict(state_dict=prompter.state_dict()), ckpt)
+    img = tmp_path / 'a.png'
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(img)
+    code = infer.main([
+        tiny_config(),
+        str(img), '--out-dir',
+        str(tmp_path / 'out'), '--prompter-checkpoint',
+        str(ckpt)
+    ])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert 'prompter_checkpoint' in err and 'shape mismatches' in err
+    assert 'bbox_head' in err
+
+
+def test_collect_and_unique_stems(tmp_path):
+    (tmp_path / 'a').mkdir()
+    (tmp_path / 'b').mkdir()
+    for d in ('a', 'b'):
+        Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tmp_path / d /
+                                                             'x.png')
+    paths, problems = infer.collect_images([
+        str(tmp_path / 'a'),
+        str(tmp_path / 'b' / '*.png'),
+        str(tmp_path / 'a' / 'x.png')
+    ])
+    assert len(paths) == 2 and problems == []
+    assert infer.output_stems(paths) == ['x', 'x_1']
+
+
+@pytest.mark.slow
+def test_demo_pipeline_end_to_end(tmp_path):
+    """train.py (both parts) -> test.py -> infer.py at toy scale, through
+    tools/demo.py, then check every output."""
+    work = tmp_path / 'work'
+    cmd = [
+        sys.executable, 'tools/demo.py', '--work-dir',
+        str(work), '--data-root',
+        str(tmp_path / 'data'), '--num-train', '4', '--num-val', '1',
+        '--num-test', '2', '--prompter-epochs', '2', '--segmentor-epochs', '1'
+    ]
+    proc = subprocess.run(
+        cmd, cwd=REPO, capture_output=True, text=True, timeout=1800)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    log = proc.stdout + proc.stderr
+    assert 'nuclei/' in log  # the metric table of tools/test.py
+    infer_dir = work / 'infer'
+    coco = COCO(str(infer_dir / 'predictions_coco.json'))
+    stems = sorted(
+        osp.splitext(osp.basename(p))[0]
+        for p in (work / 'heldout').glob('*.png'))
+    assert len(stems) == 3 and len(coco.getImgIds()) == 3
+    total = 0
+    for stem in stems:
+        inst = cv2.imread(
+            str(infer_dir / f'{stem}_inst.png'), cv2.IMREAD_UNCHANGED)
+        image = cv2.imread(str(work / 'heldout' / f'{stem}.png'))
+        assert inst.dtype == np.uint16 and inst.shape == image.shape[:2]
+        fc = json.loads((infer_dir / f'{stem}.geojson').read_text())
+        ids = [
+            f['properties']['measurements']['Instance ID']
+            for f in fc['features']
+        ]
+        # Instance PNG ids and GeoJSON features correspond one to one.
+        assert sorted(ids) == sorted(set(np.unique(inst)) - {0})
+        h, w = inst.shape
+        for f in fc['features']:
+            assert f['properties']['objectType'] == 'detection'
+            assert 'name' in f['properties']['classification']
+            g = geometry.shape(f['geometry'])
+            assert g.is_valid and g.geom_type in ('Polygon', 'MultiPolygon')
+            x1, y1, x2, y2 = g.bounds
+            assert 0 <= x1 and 0 <= y1 and x2 <= w and y2 <= h
+            i = f['properties']['measurements']['Instance ID']
+            assert g.area == (inst == i).sum()
+        img_id = [
+            im['id'] for im in coco.dataset['images']
+            if im['file_name'] == f'{stem}.png'
+        ][0]
+        anns = coco.loadAnns(coco.getAnnIds(imgIds=[img_id]))
+        assert len(anns) == len(ids)
+        for ann in anns:
+            assert np.array_equal(
+                coco.annToMask(ann), inst == ann['instance_id'])
+        total += len(ids)
+    assert total > 0, 'the demo model found no nucleus at all'
+    assert (infer_dir / f'{stems[0]}_overlay.png').is_file()

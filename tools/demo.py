@@ -1,0 +1,207 @@
+"""PromptNucSeg demo on synthetic tiles, offline, on CPU (`make demo`).
+
+Steps (each a plain command of the repo's own tools, printed before it
+runs, so they can be re-run by hand):
+
+1. generate the synthetic dataset (data/synthetic, unless present),
+2. train the demo prompter (configs/demo/prompter_synthetic.py),
+3. train the LiteMedSAM demo segmentor (configs/demo/segmentor_synthetic.py),
+4. test the end-to-end model (configs/demo/promptnucseg_synthetic.py) and
+   print its metrics,
+5. run tools/infer.py on a few held-back tiles (one larger than a tile) and
+   print where the overlays and GeoJSON files are.
+
+A second run reuses the dataset and the trained weights
+(work_dirs/demo/{prompter,segmentor}.pth) unless --retrain is given.
+
+Usage: python tools/demo.py [--retrain] [--work-dir work_dirs/demo]
+"""
+import argparse
+import os
+import os.path as osp
+import shutil
+import subprocess
+import sys
+import time
+from typing import List, Optional
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+PROMPTER_CFG = 'configs/demo/prompter_synthetic.py'
+SEGMENTOR_CFG = 'configs/demo/segmentor_synthetic.py'
+E2E_CFG = 'configs/demo/promptnucseg_synthetic.py'
+DEFAULT_DATA = 'data/synthetic'
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument(
+        '--retrain',
+        action='store_true',
+        help='train both parts again even if their weights exist')
+    p.add_argument('--work-dir', default='work_dirs/demo')
+    p.add_argument(
+        '--data-root',
+        default=DEFAULT_DATA,
+        help='synthetic dataset root (generated when missing)')
+    p.add_argument('--num-train', type=int, default=16)
+    p.add_argument('--num-val', type=int, default=4)
+    p.add_argument('--num-test', type=int, default=4)
+    p.add_argument(
+        '--prompter-epochs',
+        type=int,
+        default=None,
+        help='override the prompter config\'s max_epochs')
+    p.add_argument(
+        '--segmentor-epochs',
+        type=int,
+        default=None,
+        help='override the segmentor config\'s max_epochs')
+    p.add_argument(
+        '--device',
+        default='cpu',
+        help='device of the inference step (training uses the default)')
+    return p.parse_args(argv)
+
+
+def run(cmd: List[str]) -> None:
+    """Run one step with the current interpreter, echoing the command."""
+    shown = ' '.join(['python'] + cmd[1:])
+    print(f'\n[demo] $ {shown}', flush=True)
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=REPO)
+    if proc.returncode:
+        raise SystemExit(f'[demo] step failed (exit {proc.returncode}): '
+                         f'{shown}')
+    print(f'[demo] step done in {time.perf_counter() - start:.0f} s',
+          flush=True)
+
+
+def data_options(data_root: str) -> List[str]:
+    """--cfg-options pointing every split at ``data_root`` (when not the
+    configs' default)."""
+    if osp.normpath(data_root) == osp.normpath(DEFAULT_DATA):
+        return []
+    root = data_root.rstrip('/') + '/'
+    return [
+        f'{split}_dataloader.dataset.data_root={root}'
+        for split in ('train', 'val', 'test')
+    ]
+
+
+def last_checkpoint(work_dir: str) -> str:
+    """Checkpoint path recorded by mmengine's CheckpointHook."""
+    marker = osp.join(work_dir, 'last_checkpoint')
+    if not osp.isfile(marker):
+        raise SystemExit(f'[demo] no checkpoint was written in {work_dir} '
+                         '(training did not finish?)')
+    with open(marker) as f:
+        path = f.read().strip()
+    if not osp.isabs(path):
+        path = osp.join(REPO, path)
+    return path
+
+
+def train_part(name: str, config: str, out_ckpt: str, work_dir: str,
+               epochs: Optional[int], options: List[str],
+               retrain: bool) -> None:
+    if osp.isfile(out_ckpt) and not retrain:
+        print(f'[demo] reusing the trained {name}: {out_ckpt} '
+              '(--retrain to train again)')
+        return
+    part_dir = osp.join(work_dir, name)
+    if retrain and osp.isdir(part_dir):
+        shutil.rmtree(part_dir)
+    extra = list(options)
+    if epochs is not None:
+        extra += [
+            f'train_cfg.max_epochs={epochs}', f'train_cfg.val_interval={epochs}'
+        ]
+    cmd = [sys.executable, 'tools/train.py', config, '--work-dir', part_dir]
+    if extra:
+        cmd += ['--cfg-options'] + extra
+    run(cmd)
+    shutil.copyfile(last_checkpoint(part_dir), out_ckpt)
+    print(f'[demo] {name} weights: {out_ckpt}')
+
+
+def make_heldout(out_dir: str) -> List[str]:
+    """A few synthetic tiles never used in training or testing: two
+    256 x 256 tiles and a 600 x 600 one (tiled inference)."""
+    import cv2
+    import numpy as np
+
+    from pns_mmdet.datasets.synthetic import generate_tile
+    os.makedirs(out_dir, exist_ok=True)
+    paths = []
+    for i, size in enumerate((256, 256, 600)):
+        path = osp.join(out_dir, f'heldout_{i}_{size}px.png')
+        if not osp.isfile(path):
+            # Seeds outside the dataset's (seed, split, index) streams.
+            tile = generate_tile(np.random.default_rng([9001, i]), size=size)
+            cv2.imwrite(path, tile['image'][..., ::-1])
+        paths.append(path)
+    return paths
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    start = time.perf_counter()
+    os.chdir(REPO)
+    work_dir = args.work_dir
+    os.makedirs(work_dir, exist_ok=True)
+    options = data_options(args.data_root)
+
+    # 1. data
+    ann = osp.join(args.data_root, 'annotations', 'test.json')
+    if osp.isfile(ann) and not args.retrain:
+        print(f'[demo] reusing the synthetic dataset in {args.data_root}')
+    else:
+        run([
+            sys.executable, 'tools/dataset_converters/make_synthetic.py',
+            args.data_root, '--num-train',
+            str(args.num_train), '--num-val',
+            str(args.num_val), '--num-test',
+            str(args.num_test)
+        ])
+
+    # 2-3. the two parts, each with its own config
+    prompter_ckpt = osp.join(work_dir, 'prompter.pth')
+    segmentor_ckpt = osp.join(work_dir, 'segmentor.pth')
+    train_part('prompter', PROMPTER_CFG, prompter_ckpt, work_dir,
+               args.prompter_epochs, options, args.retrain)
+    train_part('segmentor', SEGMENTOR_CFG, segmentor_ckpt, work_dir,
+               args.segmentor_epochs, options, args.retrain)
+
+    # 4. end-to-end test (the metric table is logged by the evaluator)
+    ckpt_options = [
+        f'model.prompter_checkpoint={prompter_ckpt}',
+        f'model.segmentor_checkpoint={segmentor_ckpt}'
+    ]
+    run([
+        sys.executable, 'tools/test.py', E2E_CFG, '--work-dir',
+        osp.join(work_dir, 'test'), '--cfg-options'
+    ] + options + ckpt_options)
+
+    # 5. inference on held-back tiles
+    heldout = make_heldout(osp.join(work_dir, 'heldout'))
+    infer_dir = osp.join(work_dir, 'infer')
+    run([
+        sys.executable, 'tools/infer.py', E2E_CFG,
+        osp.dirname(heldout[0]), '--out-dir', infer_dir, '--device',
+        args.device, '--prompter-checkpoint', prompter_ckpt,
+        '--segmentor-checkpoint', segmentor_ckpt
+    ])
+
+    print(f'\n[demo] finished in {(time.perf_counter() - start) / 60:.1f} '
+          'min')
+    print(f'[demo] metrics log: {osp.join(work_dir, "test")}/*/*.log')
+    print(f'[demo] overlays:    {infer_dir}/*_overlay.png')
+    print(f'[demo] QuPath:      {infer_dir}/*.geojson '
+          '(File > Import objects from file, on the matching image)')
+    print(f'[demo] maps:        {infer_dir}/*_inst.png, *_class.png; '
+          f'COCO JSON: {infer_dir}/predictions_coco.json')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
