@@ -15,7 +15,7 @@ __all__ = [
     'encode_instance_rle', 'rle_counts', 'validate_segmentation',
     'instance_map_to_annotations', 'annotations_to_instance_map',
     'decode_segmentation', 'fill_polygon', 'polygons_to_instance_map',
-    'instance_classes_from_class_map'
+    'instance_classes_from_class_map', 'segmentation_to_pixels'
 ]
 
 
@@ -179,6 +179,50 @@ def decode_segmentation(seg, height: int, width: int) -> np.ndarray:
         if isinstance(rle['counts'], str):
             rle['counts'] = rle['counts'].encode('ascii')
     return mask_utils.decode(rle)
+
+
+def segmentation_to_pixels(seg, height: int,
+                           width: int) -> Tuple[np.ndarray, np.ndarray]:
+    """Foreground pixels of a COCO segmentation without a full-size mask.
+
+    Polygons and uncompressed RLE are first turned into compressed RLE by
+    pycocotools (cheap, no decoding); the runs are then expanded directly
+    into pixel coordinates, so the cost follows the nucleus size.
+
+    Args:
+        seg: compressed/uncompressed RLE dict or polygon list.
+        height (int): image height H.
+        width (int): image width W.
+
+    Returns:
+        tuple: (ys, xs) int64 row and column indices, column-major order.
+
+    Raises:
+        ValueError: the run lengths do not cover exactly H x W pixels.
+    """
+    if isinstance(seg, list):
+        polys = [
+            p.tolist() if isinstance(p, np.ndarray) else list(p) for p in seg
+        ]
+        counts = mask_utils.merge(mask_utils.frPyObjects(polys, height,
+                                                         width))['counts']
+    elif isinstance(seg['counts'], list):
+        counts = mask_utils.frPyObjects(seg, height, width)['counts']
+    else:
+        counts = seg['counts']
+    runs = rle_counts(counts)
+    if (runs < 0).any() or int(runs.sum()) != height * width:
+        raise ValueError(f'RLE run lengths sum to {int(runs.sum())}, '
+                         f'expected {height}x{width}')
+    ends = np.cumsum(runs)
+    starts = ends - runs
+    fg_start, fg_len = starts[1::2], runs[1::2]
+    total = int(fg_len.sum())
+    # Flat column-major indices of every foreground run, concatenated.
+    offsets = np.repeat(
+        fg_start - np.concatenate([[0], np.cumsum(fg_len)[:-1]]), fg_len)
+    idx = offsets + np.arange(total)
+    return idx % height, idx // height
 
 
 def instance_classes_from_class_map(inst_map: np.ndarray,

@@ -1,4 +1,6 @@
 """Tests for the nucleus transforms: points, packing, augmentations."""
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -117,16 +119,28 @@ def _points_of(res):
     return NucleusPointsFromMasks()(res)['gt_points']
 
 
+@pytest.mark.parametrize('flip_type', ['RandomFlip', 'RandomNucleusFlip'])
 @pytest.mark.parametrize('direction', ['horizontal', 'vertical', 'diagonal'])
-def test_points_follow_masks_under_flips(direction):
+def test_points_follow_masks_under_flips(direction, flip_type):
     init_default_scope('mmdet')
     from mmdet.registry import TRANSFORMS
     h, w = 20, 24
     convex = np.zeros((2, h, w), np.uint8)
     convex[0, 2:7, 1:4] = 1
     convex[1, 11:18, 15:23] = 1
-    flip = TRANSFORMS.build(
+    flip = TRANSFORMS.build(dict(type=flip_type, prob=1.0,
+                                 direction=direction))
+    # RandomNucleusFlip gives exactly mmdet's RandomFlip results
+    ref = TRANSFORMS.build(
         dict(type='RandomFlip', prob=1.0, direction=direction))
+    a, b = flip(_results(convex)), ref(_results(convex))
+    np.testing.assert_array_equal(a['gt_masks'].masks, b['gt_masks'].masks)
+    np.testing.assert_array_equal(a['img'], b['img'])
+    np.testing.assert_array_equal(a['gt_bboxes'].numpy(),
+                                  b['gt_bboxes'].numpy())
+    np.testing.assert_array_equal(a['homography_matrix'],
+                                  b['homography_matrix'])
+    assert a['flip'] and a['flip_direction'] == direction
     base = _points_of(_results(convex))
     out = _points_of(flip(_results(convex)))
     exp = base.copy()
@@ -282,3 +296,91 @@ def test_pack_nucleus_inputs():
     assert ds.gt_sem_seg.sem_seg.shape == (1, 20, 20)
     assert ds.gt_sem_seg.sem_seg.dtype == torch.uint8
     assert ds.metainfo['tissue'] == 'Colon' and ds.metainfo['img_id'] == 7
+
+
+def test_load_nucleus_annotations_equals_mmdet(tmp_path):
+    """Same masks, boxes, labels and flags as mmdet's LoadAnnotations for
+    compressed RLE, uncompressed RLE, polygons and an invalid polygon."""
+    import pycocotools.mask as mask_utils
+
+    from pns_mmdet.datasets.transforms import LoadNucleusAnnotations
+    init_default_scope('mmdet')
+    from mmdet.registry import TRANSFORMS
+    h, w = 30, 40
+    m = np.zeros((h, w), np.uint8, order='F')
+    m[3:9, 5:12] = 1
+    m[20, 39] = 1
+    rle = mask_utils.encode(m)
+    rle_str = dict(size=[h, w], counts=rle['counts'].decode())
+    flat = m.T.ravel()
+    change = np.flatnonzero(np.diff(np.r_[0, flat, 1 - flat[-1]]))
+    runs = np.diff(np.r_[0, change]).tolist()
+    instances = [
+        dict(bbox=[5, 3, 40, 21], bbox_label=0, ignore_flag=0, mask=rle_str),
+        dict(bbox=[5, 3, 40, 21],
+             bbox_label=1,
+             ignore_flag=0,
+             mask=dict(size=[h, w], counts=runs)),
+        dict(bbox=[1, 1, 20, 25],
+             bbox_label=2,
+             ignore_flag=0,
+             mask=[[1.5, 1, 20, 2, 18.7, 25, 2, 20]]),
+        dict(bbox=[1, 1, 2, 2], bbox_label=0, ignore_flag=0, mask=[[1, 1]]),
+    ]
+    res = dict(ori_shape=(h, w), instances=instances, img_path='x.png')
+    ours = LoadNucleusAnnotations(with_bbox=True,
+                                  with_mask=True)(copy.deepcopy(res))
+    ref = TRANSFORMS.build(
+        dict(type='LoadAnnotations', with_bbox=True,
+             with_mask=True))(copy.deepcopy(res))
+    np.testing.assert_array_equal(ours['gt_masks'].masks,
+                                  ref['gt_masks'].masks)
+    np.testing.assert_array_equal(ours['gt_masks'].masks[0], m)
+    np.testing.assert_array_equal(ours['gt_masks'].masks[1], m)
+    np.testing.assert_array_equal(ours['gt_ignore_flags'],
+                                  [False, False, False, True])
+    np.testing.assert_array_equal(ours['gt_bboxes_labels'],
+                                  ref['gt_bboxes_labels'])
+    bad = copy.deepcopy(res)
+    bad['instances'][0]['mask'] = dict(size=[h, w], counts='P')
+    with pytest.raises(ValueError, match='x.png: instance 0'):
+        LoadNucleusAnnotations(with_bbox=True, with_mask=True)(bad)
+
+
+def test_pack_fast_path_equals_parent():
+    from mmdet.datasets.transforms import PackDetInputs
+    masks = np.stack([c_shape(), np.roll(c_shape(), 5, axis=1)])
+    res = NucleusPointsFromMasks()(_results(masks))
+    ours = PackNucleusInputs()(dict(res))['data_samples']
+    ref = PackDetInputs()(dict(res))['data_samples']
+    assert 'gt_masks' in res  # the caller's dict is left intact
+    np.testing.assert_array_equal(ours.gt_instances.masks.masks,
+                                  ref.gt_instances.masks.masks)
+    assert len(ours.ignored_instances.masks) == 0
+    assert ours.ignored_instances.masks.masks.shape == (0, 20, 20)
+    assert ours.gt_instances.points.shape == (2, 2)
+    np.testing.assert_array_equal(ours.gt_instances.labels,
+                                  ref.gt_instances.labels)
+
+
+def test_mask_ops_match_numpy():
+    from pns_mmdet.datasets.transforms.mask_ops import (flip_masks, mask_boxes,
+                                                        rot90_masks)
+    rng = np.random.default_rng(5)
+    masks = np.zeros((5, 13, 17), np.uint8)
+    masks[0, 0:3, 14:17] = rng.integers(0, 2, (3, 3))
+    masks[1, 5:13, 0:4] = 1
+    masks[3] = rng.integers(0, 2, (13, 17))
+    masks[4, 12, 16] = 1
+    for k in range(4):
+        np.testing.assert_array_equal(rot90_masks(masks, k),
+                                      np.rot90(masks, k, axes=(1, 2)))
+    np.testing.assert_array_equal(flip_masks(masks, 'horizontal'),
+                                  masks[:, :, ::-1])
+    np.testing.assert_array_equal(flip_masks(masks, 'vertical'),
+                                  masks[:, ::-1])
+    np.testing.assert_array_equal(flip_masks(masks, 'diagonal'),
+                                  masks[:, ::-1, ::-1])
+    boxes = mask_boxes(masks)
+    assert boxes[2] is None and boxes[1] == (5, 13, 0, 4)
+    assert boxes[4] == (12, 13, 16, 17)

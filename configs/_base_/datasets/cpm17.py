@@ -6,7 +6,9 @@ _base_ = './kumar.py'
 
 data_root = 'data/cpm17/'
 train_pipeline = _base_.load_steps + [
-    dict(type='RandomCrop', crop_size=(500, 500), allow_negative_crop=True,
+    dict(type='RandomCrop',
+         crop_size=(500, 500),
+         allow_negative_crop=True,
          recompute_bbox=True)
 ] + _base_.prompter_augs + _base_.pack_steps
 

@@ -14,30 +14,27 @@ train_dataloader = dict(
     persistent_workers=True,
     sampler=dict(type='DefaultSampler', shuffle=True),
     batch_sampler=None,
-    dataset=dict(
-        type=dataset_type,
-        data_root=data_root,
-        ann_file='annotations/train.json',
-        data_prefix=dict(img='images/'),
-        metainfo=metainfo,
-        filter_cfg=None,
-        pipeline=_base_.train_pipeline,
-        backend_args=None))
-val_dataloader = dict(
-    batch_size=1,
-    num_workers=2,
-    persistent_workers=True,
-    drop_last=False,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    dataset=dict(
-        type=dataset_type,
-        data_root=data_root,
-        ann_file='annotations/test.json',
-        data_prefix=dict(img='images/'),
-        metainfo=metainfo,
-        test_mode=True,
-        pipeline=_base_.test_pipeline,
-        backend_args=None))
+    dataset=dict(type=dataset_type,
+                 data_root=data_root,
+                 ann_file='annotations/train.json',
+                 data_prefix=dict(img='images/'),
+                 metainfo=metainfo,
+                 filter_cfg=None,
+                 pipeline=_base_.train_pipeline,
+                 backend_args=None))
+val_dataloader = dict(batch_size=1,
+                      num_workers=2,
+                      persistent_workers=True,
+                      drop_last=False,
+                      sampler=dict(type='DefaultSampler', shuffle=False),
+                      dataset=dict(type=dataset_type,
+                                   data_root=data_root,
+                                   ann_file='annotations/test.json',
+                                   data_prefix=dict(img='images/'),
+                                   metainfo=metainfo,
+                                   test_mode=True,
+                                   pipeline=_base_.test_pipeline,
+                                   backend_args=None))
 test_dataloader = val_dataloader
 
 val_evaluator = dict(type='PointDetectionMetric', radius=12.0)

@@ -6,11 +6,10 @@ _base_ = './nucleus_pipelines.py'
 
 dataset_type = 'NucleusDataset'
 data_root = 'data/pannuke/'
-metainfo = dict(
-    classes=('Neoplastic', 'Inflammatory', 'Connective', 'Dead',
-             'Epithelial'),
-    palette=[(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0),
-             (255, 165, 0)])
+metainfo = dict(classes=('Neoplastic', 'Inflammatory', 'Connective', 'Dead',
+                         'Epithelial'),
+                palette=[(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0),
+                         (255, 165, 0)])
 
 train_dataloader = dict(
     batch_size=16,  # upstream prompter batch for PanNuke
@@ -27,36 +26,32 @@ train_dataloader = dict(
         filter_cfg=None,  # keep tiles without nuclei (negatives)
         pipeline=_base_.train_pipeline,
         backend_args=None))
-val_dataloader = dict(
-    batch_size=1,
-    num_workers=2,
-    persistent_workers=True,
-    drop_last=False,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    dataset=dict(
-        type=dataset_type,
-        data_root=data_root,
-        ann_file='annotations/fold2.json',
-        data_prefix=dict(img='images/'),
-        metainfo=metainfo,
-        test_mode=True,
-        pipeline=_base_.test_pipeline,
-        backend_args=None))
-test_dataloader = dict(
-    batch_size=1,
-    num_workers=2,
-    persistent_workers=True,
-    drop_last=False,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    dataset=dict(
-        type=dataset_type,
-        data_root=data_root,
-        ann_file='annotations/fold3.json',
-        data_prefix=dict(img='images/'),
-        metainfo=metainfo,
-        test_mode=True,
-        pipeline=_base_.test_pipeline,
-        backend_args=None))
+val_dataloader = dict(batch_size=1,
+                      num_workers=2,
+                      persistent_workers=True,
+                      drop_last=False,
+                      sampler=dict(type='DefaultSampler', shuffle=False),
+                      dataset=dict(type=dataset_type,
+                                   data_root=data_root,
+                                   ann_file='annotations/fold2.json',
+                                   data_prefix=dict(img='images/'),
+                                   metainfo=metainfo,
+                                   test_mode=True,
+                                   pipeline=_base_.test_pipeline,
+                                   backend_args=None))
+test_dataloader = dict(batch_size=1,
+                       num_workers=2,
+                       persistent_workers=True,
+                       drop_last=False,
+                       sampler=dict(type='DefaultSampler', shuffle=False),
+                       dataset=dict(type=dataset_type,
+                                    data_root=data_root,
+                                    ann_file='annotations/fold3.json',
+                                    data_prefix=dict(img='images/'),
+                                    metainfo=metainfo,
+                                    test_mode=True,
+                                    pipeline=_base_.test_pipeline,
+                                    backend_args=None))
 
 # Default: prompter point metrics (12 px); model configs override.
 val_evaluator = dict(type='PointDetectionMetric', radius=12.0)

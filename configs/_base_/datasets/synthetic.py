@@ -4,9 +4,9 @@
 _base_ = './pannuke.py'
 
 data_root = 'data/synthetic/'
-train_dataloader = dict(
-    batch_size=4,
-    dataset=dict(data_root=data_root, ann_file='annotations/train.json'))
+train_dataloader = dict(batch_size=4,
+                        dataset=dict(data_root=data_root,
+                                     ann_file='annotations/train.json'))
 val_dataloader = dict(
     dataset=dict(data_root=data_root, ann_file='annotations/val.json'))
 test_dataloader = dict(

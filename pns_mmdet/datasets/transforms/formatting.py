@@ -1,8 +1,11 @@
 """Packing of nucleus samples into DetDataSample."""
 from typing import Sequence
 
+import numpy as np
 from mmdet.datasets.transforms import PackDetInputs
 from mmdet.registry import TRANSFORMS
+
+from .mask_ops import bitmap_masks_nocopy
 
 __all__ = ['PackNucleusInputs']
 
@@ -17,6 +20,8 @@ class PackNucleusInputs(PackDetInputs):
     - ``gt_seg_map`` becomes ``gt_sem_seg`` ((1, H, W) uint8), as in the
       parent class.
     - ``tissue`` is in the default ``meta_keys`` (None when unknown).
+    - When no instance is ignored (the usual case), ``gt_masks`` are passed
+      through without the two full N x H x W copies the parent makes.
 
     Args:
         meta_keys (Sequence[str]): keys copied to the sample metainfo.
@@ -31,3 +36,19 @@ class PackNucleusInputs(PackDetInputs):
                                     'flip_direction', 'tissue')
     ) -> None:
         super().__init__(meta_keys=meta_keys)
+
+    def transform(self, results: dict) -> dict:
+        """Pack like :class:`PackDetInputs` (see class docstring)."""
+        flags = results.get('gt_ignore_flags')
+        masks = results.get('gt_masks')
+        fast = (flags is not None and masks is not None
+                and hasattr(masks, 'masks') and not np.any(flags))
+        if not fast:
+            return super().transform(results)
+        results = dict(results)  # do not remove keys of the caller's dict
+        del results['gt_masks']
+        packed = super().transform(results)
+        sample = packed['data_samples']
+        sample.gt_instances.masks = masks
+        sample.ignored_instances.masks = bitmap_masks_nocopy(masks.masks[:0])
+        return packed

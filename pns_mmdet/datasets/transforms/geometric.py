@@ -14,11 +14,14 @@ from typing import Sequence, Tuple
 import cv2
 import numpy as np
 from mmcv.transforms import BaseTransform
+from mmdet.datasets.transforms import RandomFlip
 from mmdet.registry import TRANSFORMS
 from mmdet.structures.bbox import BaseBoxes, HorizontalBoxes
 from mmdet.structures.mask import BitmapMasks, PolygonMasks
 
-__all__ = ['RandomRotate90', 'RandomShiftScale']
+from .mask_ops import bitmap_masks_nocopy, flip_masks, rot90_masks
+
+__all__ = ['RandomRotate90', 'RandomShiftScale', 'RandomNucleusFlip']
 
 
 def _as_bitmap(masks) -> BitmapMasks:
@@ -96,8 +99,7 @@ class RandomRotate90(BaseTransform):
             _set_boxes(results, self.rotate_boxes(arr, k, w, h))
         if 'gt_masks' in results:
             m = _as_bitmap(results['gt_masks'])
-            rot = np.ascontiguousarray(np.rot90(m.masks, k, axes=(1, 2)))
-            results['gt_masks'] = BitmapMasks(rot, *rot.shape[1:])
+            results['gt_masks'] = bitmap_masks_nocopy(rot90_masks(m.masks, k))
         if results.get('gt_seg_map') is not None:
             results['gt_seg_map'] = np.ascontiguousarray(
                 np.rot90(results['gt_seg_map'], k))
@@ -230,7 +232,7 @@ class RandomShiftScale(BaseTransform):
         if 'gt_masks' in results:
             m = _as_bitmap(results['gt_masks'])
             warped, boxes = warp_masks_affine(m.masks, mat, (h, w))
-            results['gt_masks'] = BitmapMasks(warped, h, w)
+            results['gt_masks'] = bitmap_masks_nocopy(warped)
             if 'gt_bboxes' in results:
                 _set_boxes(results, boxes)
         elif 'gt_bboxes' in results:
@@ -255,3 +257,28 @@ class RandomShiftScale(BaseTransform):
         return (f'{self.__class__.__name__}(prob={self.prob}, max_shift='
                 f'{self.max_shift}, scale_range={self.scale_range}, '
                 f'border_val={self.border_val})')
+
+
+@TRANSFORMS.register_module()
+class RandomNucleusFlip(RandomFlip):
+    """:class:`mmdet.datasets.transforms.RandomFlip` with fast mask flips.
+
+    Same arguments and results (``prob``, ``direction`` among
+    'horizontal' / 'vertical' / 'diagonal', ``flip`` and
+    ``flip_direction`` keys, homography matrix); only the BitmapMasks flip
+    differs: each mask is flipped within its bounding box
+    (:func:`flip_masks`) instead of N full-size flips followed by
+    ``np.stack`` (seconds on a 1000 x 1000 tile with hundreds of nuclei).
+    """
+
+    def _flip(self, results: dict) -> None:
+        masks = results.get('gt_masks')
+        if not isinstance(masks, BitmapMasks):
+            return super()._flip(results)
+        del results['gt_masks']
+        try:
+            super()._flip(results)
+        finally:
+            results['gt_masks'] = masks
+        results['gt_masks'] = bitmap_masks_nocopy(
+            flip_masks(masks.masks, results['flip_direction']))

@@ -7,6 +7,8 @@ from mmdet.registry import TRANSFORMS
 from mmdet.structures.bbox import BaseBoxes, HorizontalBoxes
 from mmdet.structures.mask import BitmapMasks, PolygonMasks
 
+from .mask_ops import bitmap_masks_nocopy
+
 __all__ = ['NucleusPointsFromMasks', 'mask_points']
 
 
@@ -125,7 +127,7 @@ class NucleusPointsFromMasks(BaseTransform):
         keep = areas > 0
         if not keep.all():
             idx = np.flatnonzero(keep)
-            gt_masks = gt_masks[idx]
+            gt_masks = bitmap_masks_nocopy(gt_masks.masks[idx])
             points, bboxes = points[idx], bboxes[idx]
             for key in ('gt_bboxes', 'gt_bboxes_labels', 'gt_ignore_flags'):
                 if key in results:
