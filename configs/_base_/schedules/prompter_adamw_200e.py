@@ -29,11 +29,5 @@ custom_hooks = [
         begin_epoch=6,
         priority=49)
 ]
-# Best checkpoint by mean class-wise detection F1 on the validation fold.
-default_hooks = dict(
-    checkpoint=dict(
-        type='CheckpointHook',
-        interval=10,
-        max_keep_ckpts=2,
-        save_best='points/cls_f1',
-        rule='greater'))
+# The checkpoint hook (save_best on the validation fold where one exists) is
+# set in the leaf configs: default_runtime already defines default_hooks.

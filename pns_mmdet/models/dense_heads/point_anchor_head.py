@@ -420,7 +420,8 @@ class PointAnchorHead(BaseDenseHead):
             cls_scores (Tensor): (B, Ha, Wa, C + 1) logits.
             point_preds (Tensor): (B, Ha, Wa, 2) x, y in input pixels.
             batch_img_metas (list[dict]): Need ``img_shape``; with rescale
-                also ``scale_factor`` (w, h) and ``ori_shape``.
+                also ``ori_shape`` and ``scale_factor`` (w, h; taken as 1
+                when absent, i.e. no Resize in the pipeline).
             cfg (dict, optional): Overrides ``self.test_cfg``.
             rescale (bool): Map to the original image frame.
             mask_probs (Tensor, optional): (B, H, W) foreground probability
@@ -487,11 +488,12 @@ class PointAnchorHead(BaseDenseHead):
         points, scores, labels = points[order], scores[order], labels[order]
 
         if rescale:
-            if 'scale_factor' not in img_meta:
-                raise KeyError('rescale=True needs img_meta["scale_factor"] '
-                               '(w_scale, h_scale)')
-            points = rescale_points(points, img_meta['scale_factor'])
-            points = clip_points(points, img_meta['ori_shape'])
+            # No scale_factor in the metainfo means no Resize in the
+            # pipeline: the input frame is the original frame.
+            scale_factor = img_meta.get('scale_factor', (1.0, 1.0))
+            points = rescale_points(points, scale_factor)
+            points = clip_points(
+                points, img_meta.get('ori_shape', img_meta['img_shape']))
 
         results = InstanceData()
         results.points = points
