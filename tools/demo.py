@@ -60,6 +60,13 @@ def parse_args(argv=None) -> argparse.Namespace:
         '--device',
         default='cpu',
         help='device of the inference step (training uses the default)')
+    p.add_argument('--prompter-config', default=PROMPTER_CFG)
+    p.add_argument('--segmentor-config', default=SEGMENTOR_CFG)
+    p.add_argument(
+        '--config',
+        default=E2E_CFG,
+        help='end-to-end PromptNucSeg config (its parts should be the two '
+        'configs above)')
     return p.parse_args(argv)
 
 
@@ -76,16 +83,14 @@ def run(cmd: List[str]) -> None:
           flush=True)
 
 
-def data_options(data_root: str) -> List[str]:
-    """--cfg-options pointing every split at ``data_root`` (when not the
-    configs' default)."""
+def data_options(data_root: str,
+                 splits=('train', 'val', 'test')) -> List[str]:
+    """--cfg-options pointing the splits' dataloaders at ``data_root``
+    (none when it is the configs' default)."""
     if osp.normpath(data_root) == osp.normpath(DEFAULT_DATA):
         return []
     root = data_root.rstrip('/') + '/'
-    return [
-        f'{split}_dataloader.dataset.data_root={root}'
-        for split in ('train', 'val', 'test')
-    ]
+    return [f'{split}_dataloader.dataset.data_root={root}' for split in splits]
 
 
 def last_checkpoint(work_dir: str) -> str:
@@ -167,9 +172,9 @@ def main(argv=None) -> int:
     # 2-3. the two parts, each with its own config
     prompter_ckpt = osp.join(work_dir, 'prompter.pth')
     segmentor_ckpt = osp.join(work_dir, 'segmentor.pth')
-    train_part('prompter', PROMPTER_CFG, prompter_ckpt, work_dir,
+    train_part('prompter', args.prompter_config, prompter_ckpt, work_dir,
                args.prompter_epochs, options, args.retrain)
-    train_part('segmentor', SEGMENTOR_CFG, segmentor_ckpt, work_dir,
+    train_part('segmentor', args.segmentor_config, segmentor_ckpt, work_dir,
                args.segmentor_epochs, options, args.retrain)
 
     # 4. end-to-end test (the metric table is logged by the evaluator)
@@ -177,16 +182,17 @@ def main(argv=None) -> int:
         f'model.prompter_checkpoint={prompter_ckpt}',
         f'model.segmentor_checkpoint={segmentor_ckpt}'
     ]
+    # (test-only config: no train dataloader to redirect)
     run([
-        sys.executable, 'tools/test.py', E2E_CFG, '--work-dir',
+        sys.executable, 'tools/test.py', args.config, '--work-dir',
         osp.join(work_dir, 'test'), '--cfg-options'
-    ] + options + ckpt_options)
+    ] + data_options(args.data_root, ('val', 'test')) + ckpt_options)
 
     # 5. inference on held-back tiles
     heldout = make_heldout(osp.join(work_dir, 'heldout'))
     infer_dir = osp.join(work_dir, 'infer')
     run([
-        sys.executable, 'tools/infer.py', E2E_CFG,
+        sys.executable, 'tools/infer.py', args.config,
         osp.dirname(heldout[0]), '--out-dir', infer_dir, '--device',
         args.device, '--prompter-checkpoint', prompter_ckpt,
         '--segmentor-checkpoint', segmentor_ckpt

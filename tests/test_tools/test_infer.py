@@ -134,6 +134,75 @@ def test_bad_inputs_reported_and_run_continues(tmp_path, tiny_config,
     ]
 
 
+class DiscSegmentor(torch.nn.Module):
+    """Stub segmentor: a disc of radius 6 around each positive prompt."""
+
+    img_size = 64
+
+    def encode_image(self, inputs):
+        return inputs[:, :1]
+
+    def decode_prompts(self, emb, coords, labels, chunk_size=256):
+        s = self.img_size
+        yy, xx = torch.meshgrid(
+            torch.arange(s), torch.arange(s), indexing='ij')
+        c = coords[:, 0]
+        d2 = (xx[None] - c[:, 0, None, None])**2 + (
+            yy[None] - c[:, 1, None, None])**2
+        return 36. - d2, (c[:, 0] * 7 + c[:, 1] * 3) % 100 / 100.
+
+
+def test_outputs_agree_one_to_one(tmp_path, tiny_config, monkeypatch,
+                                  capsys):
+    """Real prompter (random, every point kept) + disc stub segmentor: the
+    instance PNG, class PNG, GeoJSON and COCO JSON describe the same
+    nuclei."""
+    import pns_mmdet.apis as apis
+
+    class StubInferencer(apis.NucleusInferencer):
+
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.model.segmentor = DiscSegmentor()
+
+    monkeypatch.setattr(apis, 'NucleusInferencer', StubInferencer)
+    images = tmp_path / 'images'
+    images.mkdir()
+    rng = np.random.default_rng(1)
+    Image.fromarray(rng.integers(0, 255, (150, 130, 3), dtype=np.uint8)).save(
+        images / 'big.png')
+    out = tmp_path / 'out'
+    code = infer.main(
+        [tiny_config(score_thr=0.0), str(images), '--out-dir', str(out)])
+    assert code == 0
+    assert '1 image(s)' in capsys.readouterr().out
+    inst = cv2.imread(str(out / 'big_inst.png'), cv2.IMREAD_UNCHANGED)
+    cls = cv2.imread(str(out / 'big_class.png'), cv2.IMREAD_UNCHANGED)
+    assert inst.shape == (150, 130) and inst.max() > 5
+    assert np.array_equal(cls > 0, inst > 0) and cls.max() <= 2
+    ids = sorted(set(np.unique(inst)) - {0})
+    assert ids == list(range(1, len(ids) + 1))
+    fc = json.loads((out / 'big.geojson').read_text())
+    assert [f['properties']['measurements']['Instance ID']
+            for f in fc['features']] == ids
+    coco = COCO(str(out / 'predictions_coco.json'))
+    anns = {a['instance_id']: a for a in coco.loadAnns(coco.getAnnIds())}
+    assert sorted(anns) == ids
+    names = {1: 'tumour', 2: 'immune'}
+    for f in fc['features']:
+        i = f['properties']['measurements']['Instance ID']
+        g = geometry.shape(f['geometry'])
+        assert g.is_valid and g.area == (inst == i).sum()
+        assert 0 <= g.bounds[0] and g.bounds[2] <= 130 and g.bounds[3] <= 150
+        label = int(cls[inst == i][0])
+        assert f['properties']['classification']['name'] == names[label]
+        assert anns[i]['category_id'] == label
+        assert np.array_equal(coco.annToMask(anns[i]), inst == i)
+    overlay = cv2.imread(str(out / 'big_overlay.png'))
+    original = cv2.imread(str(images / 'big.png'))
+    assert (overlay != original).any(axis=2).sum() > 0
+
+
 def test_empty_folder_and_missing_input(tmp_path, tiny_config, capsys):
     (tmp_path / 'empty').mkdir()
     code = infer.main([
