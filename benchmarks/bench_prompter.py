@@ -1,0 +1,170 @@
+"""Prompter inference time and peak memory on CPU.
+
+Times ``NucleusPrompter`` data preprocessing + forward + point
+post-processing (softmax, clipping, mask-aided filtering when on, point NMS,
+rescaling) for one image per call, with random weights (speed does not
+depend on them):
+
+- PanNuke settings (256 x 256, anchor stride 8, P2-P4) and Kumar settings
+  (1000 x 1000 padded to 1008, stride 16, P2-P5, mask filtering on),
+- ConvNeXt-S (configs/prompter_{pannuke,kumar}.py) and ResNet-50
+  (the same with the backbone of configs/prompter_pannuke_r50.py).
+
+Each setting runs in its own subprocess so that its peak resident memory
+(``ru_maxrss``) is its own. Usage, from the repository root::
+
+    python benchmarks/bench_prompter.py              # all four settings
+    python benchmarks/bench_prompter.py --runs 3 --threads 2
+
+Reference (upstream code, this 2-core machine): 0.20 s per 256 x 256 tile
+(PanNuke, ConvNeXt-S, 21.7 GMACs) and 3.3 s per 1000 x 1000 image (Kumar).
+"""
+import argparse
+import json
+import os.path as osp
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+SETTINGS = {
+    'convnext-s_256': ('configs/prompter_pannuke.py', None, 256),
+    'convnext-s_1000': ('configs/prompter_kumar.py', None, 1000),
+    'r50_256': ('configs/prompter_pannuke.py',
+                'configs/prompter_pannuke_r50.py', 256),
+    'r50_1000': ('configs/prompter_kumar.py',
+                 'configs/prompter_pannuke_r50.py', 1000),
+}
+
+
+def build_model(config: str, backbone_from: str):
+    """Model of ``config`` (random weights), optionally with the backbone
+    and neck input channels of ``backbone_from``."""
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+    cfg = Config.fromfile(osp.join(REPO, config))
+    init_default_scope('mmdet')
+    import pns_mmdet  # noqa: F401
+    from mmdet.registry import MODELS
+    model_cfg = cfg.model
+    if backbone_from is not None:
+        other = Config.fromfile(osp.join(REPO, backbone_from)).model
+        model_cfg.backbone = other.backbone
+        model_cfg.neck.in_channels = other.neck.in_channels
+        if isinstance(model_cfg.aux_mask_head.get('in_channels'), list):
+            model_cfg.aux_mask_head.in_channels = other.neck.in_channels
+    model_cfg.backbone.init_cfg = None
+    if 'checkpoint' in model_cfg.backbone:
+        model_cfg.backbone.checkpoint = None
+    return MODELS.build(model_cfg).eval()
+
+
+def gmacs(model, size: int) -> float:
+    """Multiply-accumulates of the network forward (backbone to heads)."""
+    import torch
+    from mmengine.analysis import FlopAnalyzer
+    stride = model.stride
+    padded = -(-size // stride) * stride
+    x = torch.zeros(1, 3, padded, padded)
+    # fvcore-style counts one fused multiply-add as one flop (= one MAC).
+    analyzer = FlopAnalyzer(model, (x, ))
+    analyzer.unsupported_ops_warnings(False)
+    analyzer.uncalled_modules_warnings(False)
+    return analyzer.total() / 1e9
+
+
+def run_single(name: str, runs: int, warmup: int, threads: int,
+               channels_last: bool) -> dict:
+    import torch
+    from mmdet.structures import DetDataSample
+    torch.set_num_threads(threads)
+    config, backbone_from, size = SETTINGS[name]
+    model = build_model(config, backbone_from)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    gen = torch.Generator().manual_seed(0)
+    img = torch.randint(
+        0, 256, (3, size, size), generator=gen, dtype=torch.uint8)
+
+    def once():
+        sample = DetDataSample(
+            metainfo=dict(
+                img_shape=(size, size),
+                ori_shape=(size, size),
+                scale_factor=(1., 1.)))
+        data = model.data_preprocessor(
+            dict(inputs=[img], data_samples=[sample]), False)
+        inputs = data['inputs']
+        if channels_last:
+            inputs = inputs.contiguous(memory_format=torch.channels_last)
+        return model.predict(inputs, data['data_samples'])
+
+    times = []
+    with torch.inference_mode():
+        for i in range(warmup + runs):
+            start = time.perf_counter()
+            out = once()
+            if i >= warmup:
+                times.append(time.perf_counter() - start)
+        macs = gmacs(model, size) if size == 256 else None
+    return dict(
+        setting=name,
+        config=config,
+        backbone=backbone_from or config,
+        size=size,
+        mask_filter=model.mask_filter,
+        num_points=len(out[0].pred_instances),
+        median_s=statistics.median(times),
+        min_s=min(times),
+        gmacs=macs,
+        params_m=sum(p.numel() for p in model.parameters()) / 1e6,
+        peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss /
+        1024)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--runs', type=int, default=5)
+    parser.add_argument('--warmup', type=int, default=2)
+    parser.add_argument('--threads', type=int, default=2)
+    parser.add_argument(
+        '--channels-last', action='store_true',
+        help='run with channels_last memory format')
+    parser.add_argument(
+        '--settings', nargs='+', default=list(SETTINGS),
+        choices=list(SETTINGS))
+    parser.add_argument('--single', help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.single:
+        print(json.dumps(run_single(args.single, args.runs, args.warmup,
+                                    args.threads, args.channels_last)))
+        return
+    print(f'torch threads: {args.threads}, runs: {args.runs} '
+          f'(+{args.warmup} warm-up), batch 1, random weights')
+    header = (f'{"setting":<16}{"median s":>10}{"min s":>9}{"GMACs":>8}'
+              f'{"params M":>10}{"peak RSS MB":>13}  mask filter')
+    print(header)
+    for name in args.settings:
+        cmd = [
+            sys.executable, __file__, '--single', name, '--runs',
+            str(args.runs), '--warmup', str(args.warmup), '--threads',
+            str(args.threads)
+        ] + (['--channels-last'] if args.channels_last else [])
+        proc = subprocess.run(
+            cmd, capture_output=True, text=True, cwd=REPO)
+        if proc.returncode:
+            sys.stderr.write(proc.stderr)
+            raise SystemExit(f'{name} failed')
+        res = json.loads(proc.stdout.strip().splitlines()[-1])
+        macs = f'{res["gmacs"]:.1f}' if res['gmacs'] else '-'
+        print(f'{name:<16}{res["median_s"]:>10.3f}{res["min_s"]:>9.3f}'
+              f'{macs:>8}{res["params_m"]:>10.1f}'
+              f'{res["peak_rss_mb"]:>13.0f}  {res["mask_filter"]}')
+    print('reference (upstream code, same machine): 0.20 s / 256x256 tile '
+          '(ConvNeXt-S, PanNuke), 3.3 s / 1000x1000 image (Kumar)')
+
+
+if __name__ == '__main__':
+    main()
