@@ -630,33 +630,69 @@ class PromptNucSeg(BaseDetector):
         if len(points) == 0:
             return self._cat_candidates(cands)
         inside = points_in_tiles(points, tiles)  # (N, T)
-        central = most_central_tile(points, tiles, (h, w))
         if cfg['decode_policy'] == 'all':
-            todo = inside.clone()
-        else:
-            todo = torch.zeros_like(inside)
-            todo[torch.arange(len(points)), central] = True
-        cache: Dict[int, Tensor] = {}
-        self._decode_tiles(img, tiles, points, inside, todo, cache, cands)
-        if cfg['decode_policy'] == 'central':
-            # Prompts whose central mask was dropped at a tile edge (or was
-            # empty) try the other tiles that contain them, as 'all' would.
-            found = torch.zeros(len(points), dtype=torch.bool)
-            for c in cands:
-                found[c[0]] = True
-            retry = ~found.to(points.device)
-            if bool(retry.any()):
-                todo = inside & retry[:, None]
-                todo[torch.arange(len(points)), central] = False
-                self._decode_tiles(img, tiles, points, inside, todo, cache,
-                                   cands)
+            self._decode_tiles(img, tiles, points, inside, inside, {}, cands,
+                               keep_cache=False)
+            return self._cat_candidates(cands)
+        self._decode_central(img, tiles, points, inside, cands)
         return self._cat_candidates(cands)
 
-    def _decode_tiles(self, img: Tensor, tiles: Tensor, points: Tensor,
-                      inside: Tensor, todo: Tensor, cache: Dict[int, Tensor],
-                      cands: List[tuple]) -> None:
+    def _decode_central(self, img: Tensor, tiles: Tensor, points: Tensor,
+                        inside: Tensor, cands: List[tuple]) -> None:
+        """'central' policy: each prompt in its most central tile first;
+        in its other tiles only when that mask was dropped (inner edge) or
+        empty. Tile rows are processed in order and an embedding is freed
+        as soon as no unresolved prompt can need it, so memory stays at a
+        few tile rows whatever the image size."""
+        h, w = img.shape[-2:]
+        num, device = len(points), points.device
+        central = most_central_tile(points, tiles, (h, w))
+        nx = int((tiles[:, 1] == tiles[0, 1]).sum())
+        row = torch.arange(len(tiles), device=device) // nx
+        big = len(tiles)
+        rows_in = torch.where(inside, row[None], torch.full_like(
+            inside, -1, dtype=row.dtype))
+        last_row = rows_in.max(dim=1).values
+        first_row = torch.where(inside, row[None],
+                                torch.full_like(rows_in, big)).min(dim=1).values
+        central_row = row[central]
+        found = torch.zeros(num, dtype=torch.bool, device=device)
+        settled = torch.zeros(num, dtype=torch.bool, device=device)
+        cache: Dict[int, Tensor] = {}
+        arange = torch.arange(num, device=device)
+        for r in range(int(row.max()) + 1):
+            todo = torch.zeros_like(inside)
+            sel = central_row == r
+            todo[arange[sel], central[sel]] = True
+            self._decode_tiles(img, tiles, points, inside, todo, cache,
+                               cands, found=found)
+            # Every tile of these prompts has been seen by now.
+            ready = (last_row <= r) & ~settled
+            retry = ready & ~found
+            if bool(retry.any()):
+                todo = inside & retry[:, None]
+                todo[arange[retry], central[retry]] = False
+                self._decode_tiles(img, tiles, points, inside, todo, cache,
+                                   cands, found=found)
+            settled |= ready
+            keep_from = int(first_row[~settled].min()) if bool(
+                (~settled).any()) else big
+            for t in [t for t in cache if int(row[t]) < keep_from]:
+                del cache[t]
+
+    def _decode_tiles(self,
+                      img: Tensor,
+                      tiles: Tensor,
+                      points: Tensor,
+                      inside: Tensor,
+                      todo: Tensor,
+                      cache: Dict[int, Tensor],
+                      cands: List[tuple],
+                      keep_cache: bool = True,
+                      found: Optional[Tensor] = None) -> None:
         """Encode the tiles that have prompts to decode (``todo`` (N, T)),
-        ``encode_batch`` at a time, and decode their prompts."""
+        ``encode_batch`` at a time (reusing ``cache``), and decode their
+        prompts; ``found`` (N,) marks prompts that got a kept mask."""
         cfg = self.test_cfg
         size = self.segmentor.img_size
         h, w = img.shape[-2:]
@@ -675,13 +711,21 @@ class PromptNucSeg(BaseDetector):
                     cache[t] = e[None]
             for t in group:
                 self._decode_tile(t, cache[t], tiles[t].tolist(), (h, w),
-                                  points, inside[:, t], todo[:, t], cands)
-                if cfg['decode_policy'] == 'all':
-                    del cache[t]  # never needed again
+                                  points, inside[:, t], todo[:, t], cands,
+                                  found)
+                if not keep_cache:
+                    del cache[t]
 
-    def _decode_tile(self, t: int, embedding: Tensor, tile: List[int],
-                     img_hw: Tuple[int, int], points: Tensor, inside: Tensor,
-                     todo: Tensor, cands: List[tuple]) -> None:
+    def _decode_tile(self,
+                     t: int,
+                     embedding: Tensor,
+                     tile: List[int],
+                     img_hw: Tuple[int, int],
+                     points: Tensor,
+                     inside: Tensor,
+                     todo: Tensor,
+                     cands: List[tuple],
+                     found: Optional[Tensor] = None) -> None:
         """Decode the ``todo`` prompts of one tile and keep the masks that
         do not touch an inner tile edge."""
         cfg = self.test_cfg
@@ -716,8 +760,11 @@ class PromptNucSeg(BaseDetector):
                 continue
             idx = torch.nonzero(keep).flatten()
             patches = crop_masks(masks[idx.to(masks.device)], boxes[idx])
-            cands.append((pids[s:s + chunk].cpu()[idx],
-                          ious.float().cpu()[idx], boxes_img[idx], patches))
+            kept = pids[s:s + chunk].cpu()[idx]
+            cands.append((kept, ious.float().cpu()[idx], boxes_img[idx],
+                          patches))
+            if found is not None:
+                found[kept.to(found.device)] = True
 
     @staticmethod
     def _cat_candidates(

@@ -477,3 +477,43 @@ def test_fast_window_attention_switch(tiny_model):
     assert not any(
         isinstance(b, PaddedWindowBlock)
         for b in slow.segmentor.image_encoder.blocks)
+
+
+def test_central_policy_frees_embeddings_row_by_row(tiny_model):
+    import weakref
+
+    class CountingSegmentor(StubSegmentor):
+
+        def __init__(self):
+            super().__init__(256)
+            self.alive = 0
+            self.max_alive = 0
+
+        def encode_image(self, inputs):
+            out = super().encode_image(inputs)
+            self.alive += 1
+            self.max_alive = max(self.max_alive, self.alive)
+            weakref.finalize(out, self._freed)
+            return out
+
+        def _freed(self):
+            self.alive -= 1
+
+    # 7 tile rows x 2 tile columns, a nucleus in every tile and on every
+    # inner tile border.
+    h, w = 1400, 400
+    centres = [(x, y) for y in range(20, h, 96) for x in (60, 200, 340)]
+    ids = disc_image(h, w, centres, radius=9)
+    img = torch.zeros((3, h, w))
+    img[0] = torch.from_numpy(ids).float()
+    pts = torch.tensor(centres, dtype=torch.float32)
+    model = copy.deepcopy(tiny_model)
+    model.segmentor = CountingSegmentor()
+    model.test_cfg.update(
+        seg_tile_overlap=64, decode_policy='central', encode_batch=1)
+    res, inst = model.segment_points(
+        img, InstanceData(points=pts, labels=torch.zeros(len(pts)).long()))
+    assert model.segmentor.encoded == 14  # every tile once, never twice
+    assert model.segmentor.max_alive <= 3 * 2 + 1
+    assert len(res) == len(centres)
+    assert instance_ious(ids, inst.numpy()).min() == 1.0
