@@ -217,10 +217,6 @@ class SAMPromptSegmentor(BaseDetector):
             Tuple[Tensor, Tensor]: mask logits (N, S, S) (or (N, 4h, 4w))
             and predicted IoU (N,).
         """
-        if image_embedding.dim() != 4 or image_embedding.size(0) != 1:
-            raise ValueError('decode_prompts takes one image embedding of '
-                             'shape (1, C, h, w), got '
-                             f'{tuple(image_embedding.shape)}')
         if (point_coords.dim() != 3 or point_coords.size(-1) != 2
                 or point_labels.shape != point_coords.shape[:2]):
             raise ValueError(
@@ -228,22 +224,61 @@ class SAMPromptSegmentor(BaseDetector):
                 'point_labels (N, P), got '
                 f'{tuple(point_coords.shape)} and '
                 f'{tuple(point_labels.shape)}')
+        return self._decode(image_embedding, (point_coords, point_labels),
+                            None, chunk_size, upsample)
+
+    def decode_boxes(self,
+                     image_embedding: Tensor,
+                     boxes: Tensor,
+                     chunk_size: int = 256,
+                     upsample: bool = True) -> Tuple[Tensor, Tensor]:
+        """Decode one mask per box prompt for a single image.
+
+        Args:
+            image_embedding (Tensor): (1, C, h, w) from :meth:`encode_image`.
+            boxes (Tensor): (N, 4) x1, y1, x2, y2 in the S x S input frame,
+                pixels, maxima inclusive (last column / row of the object,
+                as SAM and MedSAM use them).
+            chunk_size (int): Prompts per decoder batch.
+            upsample (bool): As in :meth:`decode_prompts`.
+
+        Returns:
+            Tuple[Tensor, Tensor]: mask logits (N, S, S) (or (N, 4h, 4w))
+            and predicted IoU (N,).
+        """
+        if boxes.dim() != 2 or boxes.size(-1) != 4:
+            raise ValueError('decode_boxes: boxes must be (N, 4) x1, y1, x2,'
+                             f' y2, got {tuple(boxes.shape)}')
+        return self._decode(image_embedding, None, boxes, chunk_size,
+                            upsample)
+
+    def _decode(self, image_embedding: Tensor,
+                points: Optional[Tuple[Tensor, Tensor]],
+                boxes: Optional[Tensor], chunk_size: int,
+                upsample: bool) -> Tuple[Tensor, Tensor]:
+        """Chunked prompt encoding + shared-image mask decoding."""
+        if image_embedding.dim() != 4 or image_embedding.size(0) != 1:
+            raise ValueError('decoding takes one image embedding of shape '
+                             f'(1, C, h, w), got '
+                             f'{tuple(image_embedding.shape)}')
         if chunk_size < 1:
             raise ValueError(f'chunk_size must be >= 1, got {chunk_size}')
         h, w = image_embedding.shape[-2:]
         out_size = (self.img_size, self.img_size) if upsample else (4 * h,
                                                                     4 * w)
-        num_prompts = point_coords.size(0)
+        num_prompts = len(points[0]) if points is not None else len(boxes)
         if num_prompts == 0:
             return (image_embedding.new_zeros((0, ) + out_size),
                     image_embedding.new_zeros((0, )))
         image_pe = self.prompt_encoder.get_dense_pe()
         masks, ious = [], []
         for start in range(0, num_prompts, chunk_size):
-            coords = point_coords[start:start + chunk_size].float()
-            labels = point_labels[start:start + chunk_size]
+            chunk = slice(start, start + chunk_size)
             sparse, dense = self.prompt_encoder(
-                points=(coords, labels), boxes=None, masks=None)
+                points=None if points is None else
+                (points[0][chunk].float(), points[1][chunk]),
+                boxes=None if boxes is None else boxes[chunk].float(),
+                masks=None)
             # Without mask prompts the dense embedding is one vector for
             # every prompt: keep a single copy, the decoder broadcasts it.
             logits, iou = self.mask_decoder.predict_single_masks(

@@ -44,7 +44,9 @@ class LiteMedSAMImageEncoder(TinyViT):
         frozen (bool): Freeze every parameter and keep eval mode (BatchNorm
             statistics included). Defaults to False.
         **overrides: TinyViT arguments replacing ``LITEMEDSAM_ARCH`` values
-            (e.g. smaller ``embed_dims``/``depths`` for tests).
+            (e.g. smaller ``embed_dims``/``depths`` for tests). The vendored
+            TinyViT keeps the last stage at 64 x 64 tokens only when its
+            width (``embed_dims[-1]``) is 320, 448 or 576.
 
     Shapes:
         input (B, 3, 256, 256), normalised RGB; output (B, 256, 64, 64).
