@@ -1,5 +1,6 @@
 """PromptNucSeg end to end: prompter points -> SAM masks -> instance map."""
 import contextlib
+import inspect
 import os.path as osp
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -25,7 +26,7 @@ from ..utils.prompts import build_point_prompts
 from ..utils.tiling import (boxes_near_inner_edge, crop_masks, make_tiles,
                             masks_to_sam_boxes, most_central_tile,
                             pad_to_size, paint_instances, points_in_tiles,
-                            sam_to_mmdet_boxes)
+                            sam_to_mmdet_boxes, upsampled_mask_patches)
 
 __all__ = [
     'PromptNucSeg', 'PaddedWindowBlock', 'load_part_checkpoint',
@@ -746,25 +747,49 @@ class PromptNucSeg(BaseDetector):
             pids = torch.cat([pids, pids])
         offset = torch.tensor([x1, y1, x1, y1])
         chunk = int(cfg['chunk_size'])
+        size = self.segmentor.img_size
+        thr = cfg['mask_threshold']
         for s in range(0, len(pids), chunk):
-            logits, ious = self.segmentor.decode_prompts(
-                embedding, coords[s:s + chunk], labels[s:s + chunk],
-                chunk_size=chunk)
-            masks = logits[:, :th, :tw] > cfg['mask_threshold']
-            boxes = masks_to_sam_boxes(masks).cpu()
-            nonempty = masks.flatten(1).any(dim=1).cpu()
+            # Low-resolution logits: each mask is upsampled to the tile
+            # frame only around itself (same values as the full upsampling).
+            logits, ious = self._decode_lowres(embedding, coords[s:s + chunk],
+                                               labels[s:s + chunk], chunk)
+            if tuple(logits.shape[-2:]) == (size, size):
+                masks = logits[:, :th, :tw] > thr
+                boxes = masks_to_sam_boxes(masks).cpu()
+                nonempty = masks.flatten(1).any(dim=1).cpu()
+                patches = None
+            else:
+                boxes, patches = upsampled_mask_patches(
+                    logits, (size, size), thr, valid_hw=(th, tw))
+                nonempty = torch.tensor([p.numel() > 0 for p in patches],
+                                        dtype=torch.bool)
             boxes_img = boxes + offset
             keep = nonempty & ~boxes_near_inner_edge(
                 boxes_img, tile, img_hw, cfg['edge_margin'])
             if not bool(keep.any()):
                 continue
             idx = torch.nonzero(keep).flatten()
-            patches = crop_masks(masks[idx.to(masks.device)], boxes[idx])
+            if patches is None:
+                patches = crop_masks(masks[idx.to(masks.device)], boxes[idx])
+            else:
+                patches = [patches[i] for i in idx.tolist()]
             kept = pids[s:s + chunk].cpu()[idx]
             cands.append((kept, ious.float().cpu()[idx], boxes_img[idx],
                           patches))
             if found is not None:
                 found[kept.to(found.device)] = True
+
+    def _decode_lowres(self, embedding: Tensor, coords: Tensor,
+                       labels: Tensor, chunk: int) -> Tuple[Tensor, Tensor]:
+        """Decoder logits on its own grid when the segmentor offers it
+        (``upsample=False``), else at the tile size."""
+        kwargs = dict(chunk_size=chunk)
+        if 'upsample' in inspect.signature(
+                self.segmentor.decode_prompts).parameters:
+            kwargs['upsample'] = False
+        return self.segmentor.decode_prompts(embedding, coords, labels,
+                                             **kwargs)
 
     @staticmethod
     def _cat_candidates(

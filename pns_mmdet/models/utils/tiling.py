@@ -23,7 +23,7 @@ __all__ = [
     'tile_starts', 'make_tiles', 'points_in_tiles', 'inner_tile_edges',
     'most_central_tile', 'masks_to_sam_boxes', 'sam_to_mmdet_boxes',
     'boxes_near_inner_edge', 'crop_masks', 'paint_instances',
-    'pad_to_size'
+    'upsampled_mask_patches', 'pad_to_size'
 ]
 
 
@@ -270,6 +270,77 @@ def paint_instances(patches: Sequence[Tensor], boxes: Tensor,
                              f'covers {tuple(region.shape)}')
         region[patch.to(region.device)] = i + 1
     return inst_map
+
+
+def upsampled_mask_patches(low_logits: Tensor, out_hw: Tuple[int, int],
+                           threshold: float,
+                           valid_hw: Tuple[int, int] = None
+                           ) -> Tuple[Tensor, List[Tensor]]:
+    """Threshold bilinearly upsampled mask logits, only around each mask.
+
+    Equals ``F.interpolate(low_logits[:, None], out_hw, mode='bilinear',
+    align_corners=False)[:, 0, :vh, :vw] > threshold`` followed by
+    :func:`masks_to_sam_boxes` and :func:`crop_masks`, without building the
+    (N, H, W) stack: an upsampled pixel is a convex combination of its 2 x 2
+    low-resolution neighbours, so it can only exceed the threshold next to
+    a low-resolution pixel that does. Each mask's window (its low-resolution
+    box plus a margin that keeps the interpolation neighbours, hence the
+    values, identical) is upsampled alone.
+
+    Args:
+        low_logits (Tensor): (N, h, w) decoder logits.
+        out_hw (tuple[int, int]): (H, W) of the full upsampling, integer
+            multiples of (h, w).
+        threshold (float): Mask logit threshold.
+        valid_hw (tuple[int, int], optional): Keep only the top-left
+            (vh, vw) region (a tile's valid part). Defaults to ``out_hw``.
+
+    Returns:
+        tuple[Tensor, list[Tensor]]: (N, 4) long SAM boxes (inclusive
+        maxima, zeros for empty masks) in the output frame, and N bool
+        patches of the box size (empty (0, 0) patches for empty masks).
+    """
+    n, h, w = low_logits.shape
+    out_h, out_w = out_hw
+    if out_h % h or out_w % w:
+        raise ValueError(f'upsampled_mask_patches: output {out_hw} is not '
+                         f'an integer multiple of the logits ({h}, {w})')
+    sy, sx = out_h // h, out_w // w
+    vh, vw = valid_hw if valid_hw is not None else out_hw
+    pos = low_logits > threshold
+    low_boxes = masks_to_sam_boxes(pos).tolist()
+    nonempty = pos.flatten(1).any(dim=1).tolist()
+    boxes = torch.zeros((n, 4), dtype=torch.long)
+    patches: List[Tensor] = []
+    empty = low_logits.new_zeros((0, 0), dtype=torch.bool)
+    for i in range(n):
+        if not nonempty[i]:
+            patches.append(empty)
+            continue
+        jx1, jy1, jx2, jy2 = low_boxes[i]
+        # Two low-res pixels of margin: the upsampled window then has the
+        # same interpolation neighbours (and values) as the full upsampling
+        # wherever it can exceed the threshold.
+        ax, bx = max(jx1 - 2, 0), min(jx2 + 3, w)
+        ay, by = max(jy1 - 2, 0), min(jy2 + 3, h)
+        up = F.interpolate(
+            low_logits[i, None, None, ay:by, ax:bx],
+            size=((by - ay) * sy, (bx - ax) * sx),
+            mode='bilinear',
+            align_corners=False)[0, 0] > threshold
+        # Window -> output frame, cut to the valid region.
+        oy, ox = ay * sy, ax * sx
+        up = up[:max(0, vh - oy), :max(0, vw - ox)]
+        if not bool(up.any()):
+            patches.append(empty)
+            continue
+        rows = torch.nonzero(up.any(dim=1)).flatten()
+        cols = torch.nonzero(up.any(dim=0)).flatten()
+        y1, y2 = int(rows[0]), int(rows[-1])
+        x1, x2 = int(cols[0]), int(cols[-1])
+        patches.append(up[y1:y2 + 1, x1:x2 + 1].clone())
+        boxes[i] = torch.tensor([x1 + ox, y1 + oy, x2 + ox, y2 + oy])
+    return boxes, patches
 
 
 def pad_to_size(img: Tensor, size_hw: Tuple[int, int],

@@ -131,3 +131,35 @@ def test_pad_to_size():
     assert pad_to_size(img, (2, 3)) is img
     with pytest.raises(ValueError, match='larger'):
         pad_to_size(img, (1, 3))
+
+
+@pytest.mark.parametrize('valid_hw', [(256, 256), (200, 170)])
+def test_upsampled_mask_patches_equal_full_upsampling(valid_hw):
+    import torch.nn.functional as F
+
+    from pns_mmdet.models.utils.tiling import upsampled_mask_patches
+    g = torch.Generator().manual_seed(0)
+    n = 40
+    low = torch.randn((n, 64, 64), generator=g) * 3 - 6
+    yy, xx = torch.meshgrid(torch.arange(64), torch.arange(64), indexing='ij')
+    for i in range(n):
+        # Blobs of several sizes, some touching or crossing the border.
+        cx, cy = torch.randint(-3, 67, (2, ), generator=g).tolist()
+        r = 1 + i % 8
+        low[i] += 12 * torch.exp(-((xx - cx)**2 + (yy - cy)**2) / (2 * r * r))
+    low[0] = -5.  # empty mask
+    vh, vw = valid_hw
+    full = F.interpolate(
+        low[:, None], size=(256, 256), mode='bilinear',
+        align_corners=False)[:, 0, :vh, :vw] > 0
+    ref_boxes = masks_to_sam_boxes(full)
+    ref_patches = crop_masks(full, ref_boxes)
+    boxes, patches = upsampled_mask_patches(low, (256, 256), 0.0, valid_hw)
+    assert torch.equal(boxes, ref_boxes)
+    for i in range(n):
+        if full[i].any():
+            assert torch.equal(patches[i], ref_patches[i])
+        else:
+            assert patches[i].numel() == 0
+    with pytest.raises(ValueError, match='integer multiple'):
+        upsampled_mask_patches(low, (100, 100), 0.0)
