@@ -8,15 +8,15 @@ from pns_mmdet.models.utils import (boxes_to_points, clip_points, point_nms,
 
 def greedy_reference(points, scores, radius):
     """Plain loop version of upstream's greedy point NMS."""
+    dist = (points[:, None] - points[None]).norm(dim=-1).tolist()
     order = sorted(range(len(points)), key=lambda i: -float(scores[i]))
     suppressed, kept = set(), []
     for i in order:
         if i in suppressed:
             continue
         kept.append(i)
-        for j in range(len(points)):
-            if j != i and torch.dist(points[i], points[j]) <= radius:
-                suppressed.add(j)
+        suppressed.update(j for j in range(len(points))
+                          if j != i and dist[i][j] <= radius)
     return kept
 
 
@@ -44,6 +44,20 @@ def test_point_nms_matches_greedy_loop_on_random_points():
         scores = torch.rand(200, generator=gen)
         kept = point_nms(points, scores, 8.0).tolist()
         assert kept == greedy_reference(points, scores, 8.0)
+
+
+def test_point_nms_long_chains_match_greedy_loop():
+    """Scores decreasing along the rows of a dense anchor grid, and along a
+    line: long suppression chains, resolved over many rounds."""
+    ys, xs = torch.meshgrid(
+        torch.arange(12.) * 8, torch.arange(12.) * 8, indexing='ij')
+    grid = torch.stack([xs, ys], -1).reshape(-1, 2)
+    scores = -torch.arange(len(grid), dtype=torch.float32)
+    assert point_nms(grid, scores, 12).tolist() == greedy_reference(
+        grid, scores, 12)
+    line = torch.stack([torch.arange(50.) * 10, torch.zeros(50)], -1)
+    kept = point_nms(line, -torch.arange(50.), 12)
+    assert kept.tolist() == list(range(0, 50, 2))
 
 
 def test_point_nms_disabled_and_empty():
