@@ -210,12 +210,13 @@ def test_demo_prompter_learns_synthetic_tiles(tmp_path, repo_root):
     cfg.train_dataloader.dataset.update(dataset)
     cfg.train_dataloader.batch_size = 4
     cfg.test_dataloader.dataset.update(dataset)
-    cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=50)
+    # One batch per epoch, so 50 epochs = 50 iterations. (mmengine's
+    # IterBasedTrainLoop sleeps 2 s whenever it restarts the dataloader.)
+    cfg.train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=50)
     cfg.val_dataloader = cfg.val_cfg = cfg.val_evaluator = None
     cfg.default_hooks.checkpoint = dict(
         type='CheckpointHook', interval=1000, save_last=False)
-    cfg.default_hooks.logger.interval = 10
-    cfg.log_processor = dict(by_epoch=False)
+    cfg.default_hooks.logger.interval = 1
     cfg.randomness = dict(seed=0)
     cfg.work_dir = str(tmp_path / 'work_dir')
     cfg.load_from = None
