@@ -424,3 +424,39 @@ def test_tiny_config_trains_and_tests_with_runner(repo_root, synthetic_coco,
     metrics = runner.test()
     assert {'nuclei/pq', 'nuclei/aji'} <= set(metrics)
     assert all(0 <= metrics[k] <= 1 for k in ('nuclei/pq', 'nuclei/aji'))
+
+
+def test_embedding_cache_and_training_autocast(monkeypatch):
+    frozen_encoder = dict(
+        type='SAMImageEncoderViT', img_size=S, embed_dim=32, depth=1,
+        num_heads=2, global_attn_indexes=[0], out_chans=32, frozen=True)
+    with pytest.raises(ValueError, match='needs a frozen image encoder'):
+        tiny_segmentor(train_cfg=dict(embedding_cache_size=2))
+    model = tiny_segmentor(
+        image_encoder=frozen_encoder,
+        train_cfg=dict(embedding_cache_size=2, autocast_dtype='bfloat16'))
+    model.train()
+    encoded = []
+    real_encode = model.encode_image
+
+    def encode(x):
+        encoded.append(len(x))
+        return real_encode(x)
+
+    monkeypatch.setattr(model, 'encode_image', encode)
+    torch.manual_seed(0)
+    a, b, c = (make_sample(squares([(3, 3, 12, 12)])) for _ in range(3))
+    for items, expected in (([a, b], [2]), ([a, b], []), ([b, c], [1]),
+                            ([a], [1])):  # size 2: c evicted a
+        encoded.clear()
+        data = run(model, items, training=True)
+        losses = model.loss(data['inputs'], data['data_samples'])
+        assert encoded == expected
+        assert all(v.dtype == torch.float32 for v in losses.values())
+        sum(losses.values()).backward()
+    assert len(model._embedding_cache) == 2
+    # Cached embeddings equal fresh ones (same autocast).
+    data = run(model, [a], training=True)
+    with torch.no_grad(), torch.autocast('cpu', dtype=torch.bfloat16):
+        fresh = real_encode(data['inputs'])
+    assert torch.equal(model._encode_cached(data['inputs']), fresh)

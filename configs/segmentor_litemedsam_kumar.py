@@ -1,0 +1,18 @@
+# The LiteMedSAM segmentor (TinyViT encoder, packaged weights, offline)
+# fine-tuned on Kumar with the recipe of segmentor_sam-b_kumar.py.
+_base_ = [
+    './_base_/datasets/kumar.py', './_base_/models/segmentor_litemedsam.py',
+    './_base_/schedules/segmentor_adamw_200e.py', './_base_/default_runtime.py'
+]
+
+model = dict(train_cfg=dict(num_prompts_per_img=25))
+train_dataloader = dict(
+    batch_size=4,  # per GPU, as upstream (4 GPUs)
+    dataset=dict(pipeline=_base_.segmentor_train_pipeline))
+val_evaluator = dict(_delete_=True, type='NucleusInstanceMetric')
+test_evaluator = val_evaluator
+
+param_scheduler = []
+train_cfg = dict(val_interval=_base_.max_epochs)
+default_hooks = dict(
+    checkpoint=dict(type='CheckpointHook', interval=10, max_keep_ckpts=2))

@@ -1,0 +1,20 @@
+# SAM ViT-B segmentor fine-tuned on CPM-17: random 256 crops of the 500/600-px
+# tiles, Z = 25, K = 1, AdamW 1e-4 for 200 epochs without decay (upstream's
+# milestone 300 is never reached). The oracle test tiles the images into
+# 256-px tiles overlapping by 64 px. No validation split: the last epoch.
+_base_ = [
+    './_base_/datasets/cpm17.py', './_base_/models/segmentor_sam-b.py',
+    './_base_/schedules/segmentor_adamw_200e.py', './_base_/default_runtime.py'
+]
+
+model = dict(train_cfg=dict(num_prompts_per_img=25))
+train_dataloader = dict(
+    batch_size=8,  # per GPU, as upstream (4 GPUs)
+    dataset=dict(pipeline=_base_.segmentor_train_pipeline))
+val_evaluator = dict(_delete_=True, type='NucleusInstanceMetric')
+test_evaluator = val_evaluator
+
+param_scheduler = []
+train_cfg = dict(val_interval=_base_.max_epochs)
+default_hooks = dict(
+    checkpoint=dict(type='CheckpointHook', interval=10, max_keep_ckpts=2))
