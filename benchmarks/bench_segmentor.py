@@ -68,7 +68,7 @@ def run_case(model_name: str, dtype: str, runs: int, num_prompts: int,
     from mmengine.config import Config
     from mmengine.registry import init_default_scope
 
-    import pns_mmdet  # noqa: F401
+    import pns_mmdet  # noqa: F401  (registers the models)
     from mmdet.registry import MODELS as REGISTRY
     from pns_mmdet.models.utils import build_point_prompts
     if threads:

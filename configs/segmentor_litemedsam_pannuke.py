@@ -1,5 +1,6 @@
 # The LiteMedSAM segmentor (TinyViT encoder, packaged weights, offline)
-# fine-tuned on PanNuke (fold order 123) with the recipe of segmentor_sam-b_pannuke.py.
+# fine-tuned on PanNuke (fold order 123) with the recipe of
+# segmentor_sam-b_pannuke.py.
 _base_ = [
     './_base_/datasets/pannuke.py', './_base_/models/segmentor_litemedsam.py',
     './_base_/schedules/segmentor_adamw_200e.py', './_base_/default_runtime.py'

@@ -86,8 +86,9 @@ class SAMPromptSegmentor(BaseDetector):
         test_cfg (dict, optional): ``num_neg_prompts`` (default 1),
             ``chunk_size`` (prompts per decoder batch, default 256),
             ``mask_threshold`` (default 0.0), ``tile_overlap`` (pixels,
-            default img_size / 4, i.e. upstream's 64 at 256 px), ``autocast_dtype`` (None, 'bfloat16' or 'float16';
-            default None = float32).
+            default img_size / 4, i.e. upstream's 64 at 256 px),
+            ``autocast_dtype`` (None, 'bfloat16' or 'float16'; default
+            None = float32).
         data_preprocessor (dict, optional): ``DetDataPreprocessor`` config;
             it should pad to multiples of ``img_size``.
         init_cfg (dict, optional): Initialisation config.

@@ -4,7 +4,6 @@ import math
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from mmdet.structures import DetDataSample
 from mmdet.structures.mask import BitmapMasks, mask2bbox
 from mmengine.registry import init_default_scope
@@ -74,7 +73,8 @@ def squares(boxes, h=S, w=S):
 
 
 def run(model, items, training):
-    data = dict(inputs=[i for i, _ in items], data_samples=[s for _, s in items])
+    data = dict(
+        inputs=[i for i, _ in items], data_samples=[s for _, s in items])
     return model.data_preprocessor(data, training)
 
 
