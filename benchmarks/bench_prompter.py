@@ -21,6 +21,7 @@ Reference (upstream code, this 2-core machine): 0.20 s per 256 x 256 tile
 """
 import argparse
 import json
+import os
 import os.path as osp
 import resource
 import statistics
@@ -101,13 +102,14 @@ def run_single(name: str, runs: int, warmup: int, threads: int,
             inputs = inputs.contiguous(memory_format=torch.channels_last)
         return model.predict(inputs, data['data_samples'])
 
-    times = []
+    times, cpu_times = [], []
     with torch.inference_mode():
         for i in range(warmup + runs):
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), time.process_time()
             out = once()
             if i >= warmup:
                 times.append(time.perf_counter() - start)
+                cpu_times.append(time.process_time() - cpu_start)
         macs = gmacs(model, size) if size == 256 else None
     return dict(
         setting=name,
@@ -118,6 +120,7 @@ def run_single(name: str, runs: int, warmup: int, threads: int,
         num_points=len(out[0].pred_instances),
         median_s=statistics.median(times),
         min_s=min(times),
+        cpu_s=statistics.median(cpu_times),
         gmacs=macs,
         params_m=sum(p.numel() for p in model.parameters()) / 1e6,
         peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss /
@@ -142,9 +145,13 @@ def main() -> None:
                                     args.threads, args.channels_last)))
         return
     print(f'torch threads: {args.threads}, runs: {args.runs} '
-          f'(+{args.warmup} warm-up), batch 1, random weights')
-    header = (f'{"setting":<16}{"median s":>10}{"min s":>9}{"GMACs":>8}'
-              f'{"params M":>10}{"peak RSS MB":>13}  mask filter')
+          f'(+{args.warmup} warm-up), batch 1, random weights, '
+          f'load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs')
+    # Wall-clock times depend on what else runs on the machine; the CPU
+    # time of the process (all threads) is less sensitive to it.
+    header = (f'{"setting":<16}{"median s":>10}{"min s":>9}{"CPU s":>8}'
+              f'{"GMACs":>8}{"params M":>10}{"peak RSS MB":>13}'
+              '  mask filter')
     print(header)
     for name in args.settings:
         cmd = [
@@ -160,7 +167,7 @@ def main() -> None:
         res = json.loads(proc.stdout.strip().splitlines()[-1])
         macs = f'{res["gmacs"]:.1f}' if res['gmacs'] else '-'
         print(f'{name:<16}{res["median_s"]:>10.3f}{res["min_s"]:>9.3f}'
-              f'{macs:>8}{res["params_m"]:>10.1f}'
+              f'{res["cpu_s"]:>8.2f}{macs:>8}{res["params_m"]:>10.1f}'
               f'{res["peak_rss_mb"]:>13.0f}  {res["mask_filter"]}')
     print('reference (upstream code, same machine): 0.20 s / 256x256 tile '
           '(ConvNeXt-S, PanNuke), 3.3 s / 1000x1000 image (Kumar)')
