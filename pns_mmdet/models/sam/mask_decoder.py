@@ -59,6 +59,12 @@ class SAMMaskDecoder(MaskDecoder):
             iou_head_depth=iou_head_depth,
             iou_head_hidden_dim=iou_head_hidden_dim)
         self.frozen = frozen
+        # The multimask hypernetworks (tokens 1..3) never contribute to the
+        # single-mask output: freeze them so no trainable parameter is left
+        # without a gradient (DDP would otherwise need
+        # find_unused_parameters).
+        for mlp in self.output_hypernetworks_mlps[1:]:
+            mlp.requires_grad_(False)
         if frozen:
             self.requires_grad_(False)
             self.train(False)

@@ -163,8 +163,13 @@ def test_loss_backward_and_frozen_prompt_encoder():
     assert all(torch.isfinite(v) for v in losses.values())
     assert all(p.grad is None for p in model.prompt_encoder.parameters())
     assert not model.prompt_encoder.training
-    assert model.image_encoder.patch_embed.proj.weight.grad is not None
-    assert model.mask_decoder.iou_token.weight.grad is not None
+    # Every trainable parameter gets a gradient (DDP-safe without
+    # find_unused_parameters): the unused multimask heads are frozen.
+    unused = [n for n, p in model.named_parameters()
+              if p.requires_grad and p.grad is None]
+    assert unused == []
+    hyper = model.mask_decoder.output_hypernetworks_mlps
+    assert not any(p.requires_grad for p in hyper[1].parameters())
 
 
 def test_frozen_image_encoder_and_empty_batch():
