@@ -35,6 +35,10 @@ class NucleusPrompter(SingleStageDetector):
             ``mask_filter`` (bool) for mask-aided filtering.
         data_preprocessor (dict, optional): Normally a DetDataPreprocessor
             with ``pad_size_divisor`` a multiple of the anchor stride.
+        channels_last (bool): Keep 4-D weights and the input images in
+            ``torch.channels_last`` memory format (same results, faster
+            ConvNeXt/ResNet convolutions on CPU, and on GPU with AMP).
+            Defaults to False.
         init_cfg (dict or list[dict], optional): Initialization config.
     """
 
@@ -46,6 +50,7 @@ class NucleusPrompter(SingleStageDetector):
                  train_cfg: OptConfigType = None,
                  test_cfg: OptConfigType = None,
                  data_preprocessor: OptConfigType = None,
+                 channels_last: bool = False,
                  init_cfg: OptMultiConfig = None) -> None:
         super().__init__(
             backbone=backbone,
@@ -60,6 +65,10 @@ class NucleusPrompter(SingleStageDetector):
         if self.mask_filter and not self.with_aux_mask:
             raise ValueError('NucleusPrompter: test_cfg.mask_filter=True '
                              'needs an aux_mask_head')
+        self.channels_last = channels_last
+        if channels_last:
+            # Later .to(device) and load_state_dict keep the memory format.
+            self.to(memory_format=torch.channels_last)
         divisor = getattr(self.data_preprocessor, 'pad_size_divisor', None)
         if divisor is not None and divisor % self.stride:
             raise ValueError(
@@ -92,6 +101,9 @@ class NucleusPrompter(SingleStageDetector):
         Returns:
             tuple: (backbone features, neck features), each a tuple of maps.
         """
+        if self.channels_last:
+            batch_inputs = batch_inputs.contiguous(
+                memory_format=torch.channels_last)
         feats = tuple(self.backbone(batch_inputs))
         return feats, tuple(self.neck(feats))
 

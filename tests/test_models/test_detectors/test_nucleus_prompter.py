@@ -225,3 +225,17 @@ def test_demo_prompter_learns_synthetic_tiles(tmp_path, repo_root):
     runner.train()
     metrics = runner.test()
     assert metrics['points/f1'] >= 0.9, metrics
+
+
+def test_channels_last_gives_the_same_predictions():
+    model = build().eval()
+    model_cl = build(channels_last=True).eval()
+    model_cl.load_state_dict(model.state_dict())
+    conv = model_cl.backbone.conv1.weight
+    assert conv.is_contiguous(memory_format=torch.channels_last)
+    data = model.data_preprocessor(packed_batch(), False)
+    with torch.no_grad():
+        ref = model(**copy.deepcopy(data), mode='tensor')
+        out = model_cl(**copy.deepcopy(data), mode='tensor')
+    for a, b in zip(ref, out):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
