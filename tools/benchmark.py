@@ -272,7 +272,7 @@ def main(argv=None) -> int:
           + (f'; test_cfg {overrides}' if overrides else ''))
     header = (f'{"device":<6}{"segmentor":<11}{"dtype":<6}{"size":>5}'
               f'{"prompts":>8}  {"stage":<10}{"s/img":>8}{"cpu s":>8}'
-              f'{"img/s":>8}{"peak MB":>9}  agreement')
+              f'{"img/s":>8}{"peak MB":>9}  output / agreement')
     print(header)
     for device in devices:
         for segmentor in args.segmentors:
@@ -306,9 +306,11 @@ def main(argv=None) -> int:
                     chk = res['check']
                     for stage, r in res['stages'].items():
                         agree = ''
-                        if stage == 'segmentor' and chk is not None:
-                            agree = (f'{chk[0]:.3f} matched, mean IoU '
-                                     f'{chk[1]:.3f}')
+                        if stage == 'segmentor':
+                            agree = f'{res["num_instances"]} nuclei'
+                            if chk is not None:
+                                agree += (f'; vs reference {chk[0]:.3f} '
+                                          f'matched, mean IoU {chk[1]:.3f}')
                         print(f'{device:<6}{segmentor:<11}{dtype:<6}'
                               f'{size:>5}{res["num_prompts"]:>8}  '
                               f'{stage:<10}{r["wall"]:>8.3f}{r["cpu"]:>8.3f}'

@@ -260,10 +260,9 @@ def test_collect_and_unique_stems(tmp_path):
     assert infer.output_stems(paths) == ['x', 'x_1']
 
 
-@pytest.mark.slow
 def test_demo_pipeline_end_to_end(tmp_path):
     """train.py (both parts) -> test.py -> infer.py at toy scale, through
-    tools/demo.py, then check every output."""
+    tools/demo.py, then check every output (about 1 min on 2 cores)."""
     work = tmp_path / 'work'
     cmd = [
         sys.executable, 'tools/demo.py', '--work-dir',
