@@ -1,5 +1,4 @@
 """PromptNucSeg end to end: prompter points -> SAM masks -> instance map."""
-import contextlib
 import inspect
 import os.path as osp
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -22,6 +21,7 @@ from torch import Tensor, nn
 
 from ...engine.checkpoint import load_local_checkpoint
 from ..utils.point_ops import point_nms
+from ..utils.autocast import autocast_context, check_autocast_dtype
 from ..utils.prompts import build_point_prompts
 from ..utils.tiling import (boxes_near_inner_edge, crop_masks, make_tiles,
                             masks_to_sam_boxes, most_central_tile,
@@ -33,15 +33,6 @@ __all__ = [
     'use_padded_window_blocks'
 ]
 
-_DTYPES = {
-    None: None,
-    'float32': None,
-    'fp32': None,
-    'bfloat16': torch.bfloat16,
-    'bf16': torch.bfloat16,
-    'float16': torch.float16,
-    'fp16': torch.float16,
-}
 
 _DEFAULT_TEST_CFG = dict(
     # Prompter: whole image up to this side, else overlapping tiles.
@@ -363,10 +354,7 @@ class PromptNucSeg(BaseDetector):
         if cfg['decode_policy'] not in ('all', 'central'):
             raise ValueError(f'test_cfg.decode_policy must be "all" or '
                              f'"central", got {cfg["decode_policy"]!r}')
-        if cfg['autocast_dtype'] not in _DTYPES:
-            raise ValueError('test_cfg.autocast_dtype must be one of '
-                             f'{sorted(k for k in _DTYPES if k)} or None, '
-                             f'got {cfg["autocast_dtype"]!r}')
+        check_autocast_dtype(cfg['autocast_dtype'], 'test_cfg.autocast_dtype')
         for key in ('chunk_size', 'encode_batch', 'prompter_batch'):
             if int(cfg[key]) < 1:
                 raise ValueError(f'test_cfg.{key} must be >= 1')
@@ -460,11 +448,7 @@ class PromptNucSeg(BaseDetector):
                 if sample is not None and 'img_shape' in sample.metainfo else
                 inputs.shape[-2:])
         img = inputs[:, :h, :w]
-        dtype = _DTYPES[self.test_cfg['autocast_dtype']]
-        autocast = (
-            torch.autocast(device_type=img.device.type, dtype=dtype)
-            if dtype is not None else contextlib.nullcontext())
-        with autocast:
+        with autocast_context(self.test_cfg['autocast_dtype'], img.device):
             prompts = self.predict_points(img)
             return self.segment_points(img, prompts, with_masks=with_masks)
 

@@ -1,5 +1,4 @@
 """SAM fine-tuned to segment one nucleus per point prompt (PromptNucSeg)."""
-import contextlib
 import hashlib
 from collections import OrderedDict
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -15,19 +14,10 @@ from mmengine.structures import InstanceData
 from torch import Tensor
 
 from ..sam.checkpoint import load_sam_checkpoint
+from ..utils.autocast import autocast_context, check_autocast_dtype
 from ..utils.prompts import build_point_prompts, sample_interior_points
 
 __all__ = ['SAMPromptSegmentor']
-
-_DTYPES = {
-    None: None,
-    'float32': None,
-    'fp32': None,
-    'bfloat16': torch.bfloat16,
-    'bf16': torch.bfloat16,
-    'float16': torch.float16,
-    'fp16': torch.float16,
-}
 
 
 @MODELS.register_module()
@@ -150,11 +140,8 @@ class SAMPromptSegmentor(BaseDetector):
         self.test_cfg.update(test_cfg or {})
         for name, cfg in (('train_cfg', self.train_cfg),
                           ('test_cfg', self.test_cfg)):
-            if cfg['autocast_dtype'] not in _DTYPES:
-                raise ValueError(
-                    f'{name}.autocast_dtype must be one of '
-                    f'{sorted(k for k in _DTYPES if k)} or None, got '
-                    f'{cfg["autocast_dtype"]!r}')
+            check_autocast_dtype(cfg['autocast_dtype'],
+                                 f'{name}.autocast_dtype')
         if not 0 <= self.test_cfg['tile_overlap'] < img_size:
             raise ValueError('test_cfg.tile_overlap must be in [0, img_size),'
                              f' got {self.test_cfg["tile_overlap"]}')
@@ -354,7 +341,7 @@ class SAMPromptSegmentor(BaseDetector):
             dict[str, Tensor]: ``loss_focal``, ``loss_dice``, ``loss_iou``.
         """
         cfg = self.train_cfg
-        with self._autocast(cfg['autocast_dtype'], batch_inputs.device):
+        with autocast_context(cfg['autocast_dtype'], batch_inputs.device):
             all_logits, all_ious, all_targets = self._decode_training_prompts(
                 batch_inputs, batch_data_samples)
         if not all_logits:
@@ -468,7 +455,7 @@ class SAMPromptSegmentor(BaseDetector):
             positive prompts), in the original image frame.
         """
         results = []
-        with self._autocast(self.test_cfg['autocast_dtype'],
+        with autocast_context(self.test_cfg['autocast_dtype'],
                             batch_inputs.device):
             for i, sample in enumerate(batch_data_samples):
                 results.append(
@@ -478,14 +465,6 @@ class SAMPromptSegmentor(BaseDetector):
     # ------------------------------------------------------------------
     # helpers
     # ------------------------------------------------------------------
-    @staticmethod
-    def _autocast(dtype_name: Optional[str], device: torch.device):
-        """``torch.autocast`` for a configured dtype name (or a no-op)."""
-        dtype = _DTYPES[dtype_name]
-        if dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=device.type, dtype=dtype)
-
     def _encode_cached(self, batch_inputs: Tensor) -> Tensor:
         """:meth:`encode_image` through the LRU embedding cache (frozen
         image encoder only)."""

@@ -1,3 +1,4 @@
+from .autocast import autocast_context, resolve_autocast_dtype
 from .point_ops import (boxes_to_points, clip_points, point_nms,
                         points_to_boxes, points_to_grid, rescale_points)
 from .prompts import build_point_prompts, sample_interior_points
@@ -8,7 +9,8 @@ from .tiling import (boxes_near_inner_edge, crop_masks, inner_tile_edges,
                      upsampled_mask_patches)
 
 __all__ = [
-    'boxes_to_points', 'clip_points', 'point_nms', 'points_to_boxes',
+    'autocast_context', 'resolve_autocast_dtype', 'boxes_to_points',
+    'clip_points', 'point_nms', 'points_to_boxes',
     'points_to_grid', 'rescale_points', 'build_point_prompts',
     'sample_interior_points', 'boxes_near_inner_edge', 'crop_masks',
     'inner_tile_edges', 'make_tiles', 'masks_to_sam_boxes',
