@@ -129,6 +129,35 @@ def train_part(name: str, config: str, out_ckpt: str, work_dir: str,
     print(f'[demo] {name} weights: {out_ckpt}')
 
 
+def latest_test_metrics(test_dir: str) -> dict:
+    """Metrics of the newest ``tools/test.py`` run in ``test_dir`` (the
+    ``<timestamp>/<timestamp>.json`` that mmengine's LoggerHook writes)."""
+    import glob
+    import json
+    runs = sorted(glob.glob(osp.join(test_dir, '*', '*.json')))
+    if not runs:
+        raise SystemExit(f'[demo] no test metrics found in {test_dir}')
+    with open(runs[-1]) as f:
+        return json.load(f)
+
+
+def format_metric_table(metrics: dict) -> str:
+    """The headline nucleus metrics (and per-class PQ) as a small table."""
+    rows = [(name, metrics.get(f'nuclei/{key}'))
+            for name, key in (('bPQ', 'bpq'), ('mPQ', 'mpq'), ('PQ', 'pq'),
+                              ('DQ', 'dq'), ('SQ', 'sq'), ('AJI', 'aji'),
+                              ('AJI+', 'aji_plus'))]
+    rows += [(f'PQ {key[len("nuclei/pq_"):]}', value)
+             for key, value in metrics.items()
+             if key.startswith('nuclei/pq_')]
+    lines = [f'{"metric":<22}{"value":>8}', '-' * 30]
+    lines += [
+        f'{name:<22}{value:>8.4f}' for name, value in rows
+        if isinstance(value, (int, float))
+    ]
+    return '\n'.join(lines)
+
+
 def make_heldout(out_dir: str) -> List[str]:
     """A few synthetic tiles never used in training or testing: two
     256 x 256 tiles and a 600 x 600 one (tiled inference)."""
@@ -200,6 +229,9 @@ def main(argv=None) -> int:
 
     print(f'\n[demo] finished in {(time.perf_counter() - start) / 60:.1f} '
           'min')
+    print('[demo] end-to-end test metrics (synthetic test tiles):')
+    print(format_metric_table(latest_test_metrics(osp.join(work_dir,
+                                                           'test'))))
     print(f'[demo] metrics log: {osp.join(work_dir, "test")}/*/*.log')
     print(f'[demo] overlays:    {infer_dir}/*_overlay.png')
     print(f'[demo] QuPath:      {infer_dir}/*.geojson '

@@ -7,6 +7,7 @@ tools/test.py and tools/infer.py as subprocesses with this interpreter.
 import importlib.util
 import json
 import os.path as osp
+import re
 import subprocess
 import sys
 
@@ -275,6 +276,11 @@ def test_demo_pipeline_end_to_end(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     log = proc.stdout + proc.stderr
     assert 'nuclei/' in log  # the metric table of tools/test.py
+    # The demo ends with the headline metrics read back from test.py's JSON.
+    summary = proc.stdout[proc.stdout.index('end-to-end test metrics'):]
+    for name in ('bPQ', 'mPQ', 'PQ', 'AJI'):
+        assert re.search(rf'^{re.escape(name)} +\d\.\d{{4}}$', summary,
+                         re.MULTILINE), summary
     infer_dir = work / 'infer'
     coco = COCO(str(infer_dir / 'predictions_coco.json'))
     stems = sorted(
