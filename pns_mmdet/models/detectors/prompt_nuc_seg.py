@@ -13,25 +13,19 @@ from mmdet.structures import DetDataSample, OptSampleList, SampleList
 from mmdet.utils import ConfigType, OptConfigType, OptMultiConfig
 from mmengine.logging import print_log
 from mmengine.structures import InstanceData, PixelData
-from segment_anything.modeling.image_encoder import (Block,
-                                                     add_decomposed_rel_pos,
-                                                     window_partition,
-                                                     window_unpartition)
 from torch import Tensor, nn
 
 from ...engine.checkpoint import load_local_checkpoint
-from ..utils.point_ops import point_nms
+from ..sam.padded_window_block import use_padded_window_blocks
 from ..utils.autocast import autocast_context, check_autocast_dtype
+from ..utils.point_ops import point_nms
 from ..utils.prompts import build_point_prompts
 from ..utils.tiling import (boxes_near_inner_edge, crop_masks, make_tiles,
                             masks_to_sam_boxes, most_central_tile,
                             pad_to_size, paint_instances, points_in_tiles,
                             sam_to_mmdet_boxes, upsampled_mask_patches)
 
-__all__ = [
-    'PromptNucSeg', 'PaddedWindowBlock', 'load_part_checkpoint',
-    'use_padded_window_blocks'
-]
+__all__ = ['PromptNucSeg', 'load_part_checkpoint']
 
 
 _DEFAULT_TEST_CFG = dict(
@@ -66,70 +60,6 @@ _DEFAULT_TEST_CFG = dict(
     # Exact, cheaper windowed attention in SAM ViT encoders (see
     # PaddedWindowBlock).
     fast_window_attention=True)
-
-
-class PaddedWindowBlock(Block):
-    """``segment_anything``'s ViT block with the window padding done after
-    the linear layers: same result, about a third fewer multiply-adds at a
-    256-px input.
-
-    At 256 px SAM's ViT has 16 x 16 tokens and 14 x 14 windows, so every
-    window block pads the grid to 28 x 28 and runs its qkv and output
-    projections on 784 tokens, 528 of them padding. A padding token is zero
-    after the (zero) padding, so its q, k, v are exactly the qkv bias, and
-    its attention output is discarded. This block computes the projections
-    on the 256 real tokens only and fills the padding's q, k, v with the
-    bias, so every real token sees exactly the same keys and values (the
-    padded ones included, with their relative positions) as in ``Block``.
-    Inference only (used by :class:`PromptNucSeg`, which is not trainable).
-    """
-
-    def forward(self, x: Tensor) -> Tensor:
-        """(B, H, W, C) tokens -> (B, H, W, C) tokens."""
-        ws = self.window_size
-        _, h, w, _ = x.shape
-        if ws == 0 or (h % ws == 0 and w % ws == 0):
-            return super().forward(x)
-        attn = self.attn
-        shortcut = x
-        qkv = attn.qkv(self.norm1(x))  # (B, H, W, 3C), real tokens only
-        pad_h, pad_w = (ws - h % ws) % ws, (ws - w % ws) % ws
-        fill = (attn.qkv.bias if attn.qkv.bias is not None else
-                qkv.new_zeros(qkv.shape[-1])).to(qkv.dtype)
-        full = fill.expand(qkv.shape[0], h + pad_h, w + pad_w,
-                           qkv.shape[-1]).clone()
-        full[:, :h, :w] = qkv
-        windows, pad_hw = window_partition(full, ws)  # no further padding
-        nw = windows.shape[0]
-        qkv = windows.reshape(nw, ws * ws, 3, attn.num_heads,
-                              -1).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv.reshape(3, nw * attn.num_heads, ws * ws, -1).unbind(0)
-        scores = (q * attn.scale) @ k.transpose(-2, -1)
-        if attn.use_rel_pos:
-            scores = add_decomposed_rel_pos(scores, q, attn.rel_pos_h,
-                                            attn.rel_pos_w, (ws, ws),
-                                            (ws, ws))
-        out = (scores.softmax(dim=-1) @ v).view(nw, attn.num_heads, ws, ws,
-                                                 -1)
-        out = out.permute(0, 2, 3, 1, 4).reshape(nw, ws, ws, -1)
-        out = window_unpartition(out, ws, pad_hw, (h, w))
-        x = shortcut + attn.proj(out)
-        return x + self.mlp(self.norm2(x))
-
-
-def use_padded_window_blocks(module: nn.Module) -> int:
-    """Switch every plain ``segment_anything`` ``Block`` inside ``module``
-    to :class:`PaddedWindowBlock` (same parameters and state dict).
-
-    Returns:
-        int: Number of blocks switched.
-    """
-    count = 0
-    for m in module.modules():
-        if type(m) is Block:
-            m.__class__ = PaddedWindowBlock
-            count += 1
-    return count
 
 
 def _without_pretrained(cfg):
@@ -286,8 +216,8 @@ class PromptNucSeg(BaseDetector):
             if self.test_cfg[key] is None:
                 self.test_cfg[key] = seg_test_cfg.get(key, default)
         self._check_test_cfg()
-        if self.test_cfg['fast_window_attention']:
-            use_padded_window_blocks(self.segmentor)
+        use_padded_window_blocks(self.segmentor,
+                                 self.test_cfg['fast_window_attention'])
         self.prompter_checkpoint = prompter_checkpoint
         self.segmentor_checkpoint = segmentor_checkpoint
         # Loaded at build: Runner.test() never calls init_weights, and

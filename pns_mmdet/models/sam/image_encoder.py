@@ -6,6 +6,7 @@ import torch.nn as nn
 from mmdet.registry import MODELS
 from segment_anything.modeling import ImageEncoderViT
 
+from .padded_window_block import use_padded_window_blocks
 from .pos_embed import resize_abs_pos_embed, resize_rel_pos
 
 __all__ = ['SAM_VIT_ARCHS', 'SAMImageEncoderViT']
@@ -60,6 +61,10 @@ class SAMImageEncoderViT(ImageEncoderViT):
         img_size (int): Side of the square input, pixels. Defaults to 256.
         frozen (bool): Freeze every parameter and keep eval mode (for cheap
             fine-tuning of the decoder only). Defaults to False.
+        padded_window_attention (bool): Run the windowed-attention blocks as
+            :class:`PaddedWindowBlock` (the same result with about a third
+            fewer multiply-adds at 256 px, in training and inference).
+            Defaults to True.
         **overrides: Any ``ImageEncoderViT`` argument replacing the arch
             value (``embed_dim``, ``depth``, ``num_heads``,
             ``global_attn_indexes``, ``window_size``, ...), e.g. to build a
@@ -74,6 +79,7 @@ class SAMImageEncoderViT(ImageEncoderViT):
                  arch: str = 'vit_b',
                  img_size: int = 256,
                  frozen: bool = False,
+                 padded_window_attention: bool = True,
                  **overrides: Any) -> None:
         if arch not in SAM_VIT_ARCHS:
             raise KeyError(f'SAMImageEncoderViT: unknown arch "{arch}", '
@@ -93,6 +99,7 @@ class SAMImageEncoderViT(ImageEncoderViT):
         self.patch_size = cfg['patch_size']
         self.out_channels = cfg['out_chans']
         self.frozen = frozen
+        use_padded_window_blocks(self, padded_window_attention)
         self.register_load_state_dict_pre_hook(self._resize_pos_hook)
         if frozen:
             self.requires_grad_(False)

@@ -439,36 +439,8 @@ def test_prompter_tiling_matches_whole_image(tiny_model):
 
 
 # ------------------------------------------------------- fast encoder
-@pytest.mark.parametrize('img_size, window', [(64, 3), (80, 3), (96, 3)])
-def test_padded_window_blocks_are_exact(img_size, window):
-    from functools import partial
-
-    from segment_anything.modeling import ImageEncoderViT
-
-    from pns_mmdet.models.detectors.prompt_nuc_seg import (
-        PaddedWindowBlock, use_padded_window_blocks)
-    torch.manual_seed(0)
-    enc = ImageEncoderViT(
-        img_size=img_size, patch_size=16, embed_dim=32, depth=3,
-        num_heads=2, global_attn_indexes=(1, ), window_size=window,
-        out_chans=16, use_rel_pos=True, rel_pos_zero_init=False,
-        norm_layer=partial(nn.LayerNorm, eps=1e-6)).eval()
-    for p in enc.parameters():
-        nn.init.normal_(p, std=0.2)
-    x = torch.randn(2, 3, img_size, img_size)
-    with torch.no_grad():
-        ref = enc(x)
-        fast = copy.deepcopy(enc)
-        assert use_padded_window_blocks(fast) == 3
-        out = fast(x)
-    assert isinstance(fast.blocks[0], PaddedWindowBlock)
-    assert fast.state_dict().keys() == enc.state_dict().keys()
-    # 96 px = 6 x 6 tokens: windows of 3 need no padding (plain path).
-    assert torch.allclose(out, ref, atol=1e-6, rtol=0)
-
-
 def test_fast_window_attention_switch(tiny_model):
-    from pns_mmdet.models.detectors.prompt_nuc_seg import PaddedWindowBlock
+    from pns_mmdet.models.sam import PaddedWindowBlock
     assert all(
         isinstance(b, PaddedWindowBlock)
         for b in tiny_model.segmentor.image_encoder.blocks)
