@@ -139,8 +139,17 @@ def main(argv=None) -> int:
               f'{"peak MB":>9}{"+run MB":>9}')
     print(header)
     print('-' * len(header))
+    import torch
+
+    from pns_mmdet.models.utils.autocast import native_bfloat16
     for model_name in args.models:
         for dtype in args.dtypes:
+            if (dtype == 'bf16'
+                    and not native_bfloat16(torch.device('cpu'))):
+                print(f'{model_name} bf16: skipped, this CPU has no native '
+                      'bfloat16 (AVX512-BF16 or AMX) and would run it tens '
+                      'of times slower than fp32')
+                continue
             cmd = [
                 sys.executable, __file__, '--case', f'{model_name}:{dtype}',
                 '--runs', str(args.runs), '--prompts', str(args.prompts)
