@@ -34,8 +34,8 @@ model = dict(
 
 # From scratch on a few tiles: a larger step than the fine-tuning recipe,
 # no EMA, a short run.
-max_epochs = 30
-train_cfg = dict(max_epochs=max_epochs, val_interval=5)
+max_epochs = 100
+train_cfg = dict(max_epochs=max_epochs, val_interval=10)
 optim_wrapper = dict(optimizer=dict(lr=2e-3), clip_grad=dict(max_norm=1.0))
 auto_scale_lr = dict(enable=False)
 custom_hooks = []
