@@ -35,7 +35,6 @@ Reference (authors' code, this 2-core CPU machine, SAM-B fp32): 0.90 s per
 3.3 s + 25 tiles 13.1 s).
 """
 import argparse
-import contextlib
 import json
 import os.path as osp
 import resource
@@ -228,6 +227,8 @@ def run_single(spec: dict) -> dict:
     import numpy as np
     import torch
     from mmengine.structures import InstanceData
+
+    from pns_mmdet.models.utils.autocast import autocast_context
     if spec['threads']:
         torch.set_num_threads(spec['threads'])
     device = torch.device(spec['device'])
@@ -241,12 +242,9 @@ def run_single(spec: dict) -> dict:
                   spec['device'], spec['overrides'])
     img = torch.from_numpy(image).permute(2, 0, 1).float().to(device)
     prompts = InstanceData(points=points.to(device), labels=labels.to(device))
-    dtype = {'fp32': None, 'bf16': torch.bfloat16,
-             'fp16': torch.float16}[spec['dtype']]
 
     def autocast():
-        return (torch.autocast(device_type=device.type, dtype=dtype)
-                if dtype is not None else contextlib.nullcontext())
+        return autocast_context(spec['dtype'], device)
 
     def sync():
         if device.type == 'cuda':
