@@ -72,13 +72,14 @@ class SAMPromptSegmentor(BaseDetector):
             epochs only train the decoder; ``autocast_dtype`` (default None;
             'bfloat16' runs the forward passes under CPU/GPU autocast, the
             losses stay in float32: about 1.7x faster decoder training on a
-            CPU with AVX-512 BF16).
+            CPU with AVX-512 BF16; 'auto' uses bfloat16 only where the
+            hardware runs it natively, see ``models/utils/autocast.py``).
         test_cfg (dict, optional): ``num_neg_prompts`` (default 1),
             ``chunk_size`` (prompts per decoder batch, default 256),
             ``mask_threshold`` (default 0.0), ``tile_overlap`` (pixels,
             default img_size / 4, i.e. upstream's 64 at 256 px),
-            ``autocast_dtype`` (None, 'bfloat16' or 'float16'; default
-            None = float32).
+            ``autocast_dtype`` (None, 'bfloat16', 'float16' or 'auto';
+            default None = float32).
         data_preprocessor (dict, optional): ``DetDataPreprocessor`` config;
             it should pad to multiples of ``img_size``.
         init_cfg (dict, optional): Initialisation config.
