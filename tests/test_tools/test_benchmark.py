@@ -5,16 +5,26 @@ import os.path as osp
 
 import numpy as np
 import torch
-from mmdet.registry import MODELS
-from mmengine.registry import init_default_scope
 
 from pns_mmdet.models.sam import PaddedWindowBlock
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-_spec = importlib.util.spec_from_file_location(
-    'pns_tool_benchmark', osp.join(REPO, 'tools', 'benchmark.py'))
-benchmark = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(benchmark)
+
+
+def load_module(name: str, path: str):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+benchmark = load_module('pns_tool_benchmark',
+                        osp.join(REPO, 'tools', 'benchmark.py'))
+# The tiny PromptNucSeg of the detector tests (one definition for both).
+tiny_models = load_module(
+    'pns_test_prompt_nuc_seg',
+    osp.join(REPO, 'tests', 'test_models', 'test_detectors',
+             'test_prompt_nuc_seg.py'))
 
 
 def test_agreement_values():
@@ -34,44 +44,9 @@ def test_agreement_values():
 
 
 def tiny_promptnucseg():
-    init_default_scope('mmdet')
-    dp = dict(
-        type='DetDataPreprocessor',
-        mean=[123.675, 116.28, 103.53],
-        std=[58.395, 57.12, 57.375],
-        bgr_to_rgb=True)
-    segmentor = dict(
-        type='SAMPromptSegmentor',
-        data_preprocessor=dp,
-        img_size=64,
-        image_encoder=dict(
-            type='SAMImageEncoderViT', img_size=64, embed_dim=32, depth=2,
-            num_heads=2, global_attn_indexes=(1, ), window_size=3,
-            out_chans=32),
-        prompt_encoder=dict(
-            type='SAMPromptEncoder', embed_dim=32,
-            image_embedding_size=(4, 4), input_image_size=(64, 64)),
-        mask_decoder=dict(
-            type='SAMMaskDecoder', transformer_dim=32, transformer_depth=1,
-            transformer_mlp_dim=64, transformer_num_heads=2,
-            iou_head_hidden_dim=16))
-    prompter = dict(
-        type='NucleusPrompter',
-        data_preprocessor=dict(dp, pad_size_divisor=8),
-        backbone=dict(type='ResNet', depth=18, base_channels=8,
-                      out_indices=(0, 1, 2, 3), init_cfg=None),
-        neck=dict(type='FPN', in_channels=[8, 16, 32, 64], out_channels=16,
-                  num_outs=4),
-        bbox_head=dict(type='PointAnchorHead', num_classes=2,
-                       in_channels=16, feat_channels=16, hidden_dim=16,
-                       stride=8))
     torch.manual_seed(0)
-    return MODELS.build(
-        dict(type='PromptNucSeg',
-             data_preprocessor=dict(type='DetDataPreprocessor',
-                                    bgr_to_rgb=True),
-             prompter=prompter, segmentor=segmentor,
-             test_cfg=dict(seg_tile_overlap=16))).eval()
+    return tiny_models.build_model(
+        test_cfg=dict(seg_tile_overlap=16)).eval()
 
 
 def test_upstream_reference_decodes_every_prompt_in_every_tile():
