@@ -15,7 +15,7 @@ from mmengine.logging import print_log
 from mmengine.structures import InstanceData, PixelData
 from torch import Tensor, nn
 
-from ...engine.checkpoint import load_local_checkpoint
+from ...engine.checkpoint import load_part_checkpoint, without_pretrained
 from ..sam.padded_window_block import use_padded_window_blocks
 from ..utils.autocast import autocast_context, check_autocast_dtype
 from ..utils.point_ops import point_nms
@@ -25,7 +25,7 @@ from ..utils.tiling import (boxes_near_inner_edge, crop_masks, make_tiles,
                             pad_to_size, paint_instances, points_in_tiles,
                             sam_to_mmdet_boxes, upsampled_mask_patches)
 
-__all__ = ['PromptNucSeg', 'load_part_checkpoint']
+__all__ = ['PromptNucSeg']
 
 
 _DEFAULT_TEST_CFG = dict(
@@ -60,72 +60,6 @@ _DEFAULT_TEST_CFG = dict(
     # Exact, cheaper windowed attention in SAM ViT encoders (see
     # PaddedWindowBlock).
     fast_window_attention=True)
-
-
-def _without_pretrained(cfg):
-    """Copy of a model config with every ``*checkpoint`` and ``init_cfg``
-    entry set to None."""
-    if isinstance(cfg, dict):
-        return type(cfg)({
-            k: None if (k == 'init_cfg' or k.endswith('checkpoint')) else
-            _without_pretrained(v)
-            for k, v in cfg.items()
-        })
-    if isinstance(cfg, (list, tuple)):
-        return type(cfg)(_without_pretrained(v) for v in cfg)
-    return cfg
-
-
-def load_part_checkpoint(module: nn.Module, checkpoint: str, field: str,
-                         prefix: str) -> None:
-    """Strictly load a trained sub-model checkpoint (CPU first).
-
-    Accepts a checkpoint written by mmengine (``state_dict`` inside; with
-    EMAHook it already holds the averaged weights), a bare state dict, or a
-    whole ``PromptNucSeg`` checkpoint (keys under ``prefix``).
-
-    Args:
-        module (nn.Module): The prompter or segmentor.
-        checkpoint (str): Path of the file.
-        field (str): Config field name, for error messages.
-        prefix (str): Key prefix of this part in a PromptNucSeg checkpoint
-            (``'prompter.'`` or ``'segmentor.'``).
-
-    Raises:
-        FileNotFoundError: If the file does not exist.
-        RuntimeError: If keys are missing or unexpected, or shapes differ.
-    """
-    if not osp.isfile(osp.expanduser(checkpoint)):
-        raise FileNotFoundError(
-            f'{field}: checkpoint file "{checkpoint}" does not exist. Train '
-            f'the part with tools/train.py and point {field} at its .pth, or '
-            'set it to None for random weights')
-    ckpt = load_local_checkpoint(checkpoint, map_location='cpu')
-    state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else None
-    if not isinstance(state, dict):
-        raise RuntimeError(f'{field}: "{checkpoint}" holds no state dict')
-    if state and all(k.startswith(prefix) for k in state):
-        state = {k[len(prefix):]: v for k, v in state.items()}
-    own = module.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    mismatched = sorted(
-        f'{k} (file {tuple(state[k].shape)} vs model {tuple(own[k].shape)})'
-        for k in set(own) & set(state)
-        if hasattr(state[k], 'shape') and state[k].shape != own[k].shape)
-    if missing or unexpected or mismatched:
-        parts = []
-        for name, keys in (('missing keys', missing),
-                           ('unexpected keys', unexpected),
-                           ('shape mismatches', mismatched)):
-            if keys:
-                more = f' ... (+{len(keys) - 8} more)' if len(keys) > 8 else ''
-                parts.append(f'{name}: {", ".join(keys[:8])}{more}')
-        raise RuntimeError(
-            f'{field}: "{checkpoint}" does not match the '
-            f'{type(module).__name__} built from the config; ' +
-            '; '.join(parts) + '. Was it trained with a different config?')
-    module.load_state_dict(state, strict=True)
 
 
 @MODELS.register_module()
@@ -197,9 +131,9 @@ class PromptNucSeg(BaseDetector):
         # A trained part checkpoint supersedes the part config's pretrained
         # weights (SAM / ImageNet files), which need not exist then.
         if prompter_checkpoint is not None:
-            prompter = _without_pretrained(prompter)
+            prompter = without_pretrained(prompter)
         if segmentor_checkpoint is not None:
-            segmentor = _without_pretrained(segmentor)
+            segmentor = without_pretrained(segmentor)
         self.prompter = MODELS.build(prompter)
         self.segmentor = MODELS.build(segmentor)
         self._check_preprocessing()

@@ -13,6 +13,8 @@ from typing import Dict, Sequence
 import torch
 from torch import Tensor, nn
 
+from ...engine.checkpoint import preview_keys
+
 __all__ = [
     'LITEMEDSAM_CHECKPOINT', 'SAM_PARTS', 'load_sam_checkpoint',
     'resolve_checkpoint_path'
@@ -84,12 +86,6 @@ def _read_state_dict(path: str) -> Dict[str, Tensor]:
     return ckpt
 
 
-def _preview(keys: Sequence[str], limit: int = 8) -> str:
-    keys = sorted(keys)
-    more = f' ... (+{len(keys) - limit} more)' if len(keys) > limit else ''
-    return ', '.join(keys[:limit]) + more
-
-
 def load_sam_checkpoint(model: nn.Module,
                         checkpoint: str,
                         parts: Sequence[str] = SAM_PARTS) -> None:
@@ -128,10 +124,10 @@ def load_sam_checkpoint(model: nn.Module,
                  f'{list(parts)}:']
         if missing:
             lines.append(f'  {len(missing)} missing keys: '
-                         f'{_preview(missing)}')
+                         f'{preview_keys(missing)}')
         if unexpected:
             lines.append(f'  {len(unexpected)} unexpected keys: '
-                         f'{_preview(unexpected)}')
+                         f'{preview_keys(unexpected)}')
         lines.append('  (check the architecture: arch / depth / embed_dim '
                      'of the image encoder, and the decoder settings)')
         raise RuntimeError('\n'.join(lines))
