@@ -2,13 +2,16 @@
 PYTHON := .venv/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: env test test-fast demo clean
+.PHONY: env lint test test-fast demo clean
 
 env:
 	@bash tools/setup_env.sh
 
-test: env
+test: env lint
 	$(PYTHON) -m pytest tests $(PYTEST_ARGS)
+
+lint: env
+	.venv/bin/ruff check .
 
 # Unit tests only (skips the slower end-to-end and real-data checks).
 test-fast: env

@@ -23,9 +23,11 @@ setup(
     version=read_version(),
     description='PromptNucSeg (prompt-driven nucleus instance segmentation) '
     'as an MMDetection 3.x plugin',
-    long_description=open('README.md').read() if osp.exists('README.md') else '',
+    long_description=(open('README.md').read()
+                      if osp.exists('README.md') else ''),
     long_description_content_type='text/markdown',
-    packages=find_packages(exclude=('configs', 'tools', 'tests', 'benchmarks')),
+    packages=find_packages(
+        exclude=('configs', 'tools', 'tests', 'benchmarks')),
     python_requires='>=3.9',
     install_requires=read_requirements('runtime.txt'),
     extras_require=dict(tests=read_requirements('tests.txt')),

@@ -224,7 +224,6 @@ def upstream_style_segmentor(model, img, points) -> int:
 
 
 def run_single(spec: dict) -> dict:
-    import numpy as np
     import torch
     from mmengine.structures import InstanceData
 
@@ -335,9 +334,11 @@ def main(argv=None) -> int:
     devices = args.devices or (['cpu', 'cuda']
                                if torch.cuda.is_available() else ['cpu'])
     overrides = parse_overrides(args.cfg_options)
+    load = (open('/proc/loadavg').read().split()[0]
+            if osp.isfile('/proc/loadavg') else '?')
     print(f'{args.config}: {args.runs} runs (+{args.warmup} warm-up), '
           f'median; CPU threads {args.threads or torch.get_num_threads()}; '
-          f'load average {osp.isfile("/proc/loadavg") and open("/proc/loadavg").read().split()[0]}'
+          f'load average {load}'
           + (f'; test_cfg {overrides}' if overrides else ''))
     header = (f'{"device":<7}{"segmentor":<11}{"dtype":<6}{"size":>5}'
               f'{"prompts":>8}  {"stage":<10}{"s/img":>8}{"cpu s":>8}'

@@ -119,7 +119,8 @@ def train_part(name: str, config: str, out_ckpt: str, work_dir: str,
     extra = list(options)
     if epochs is not None:
         extra += [
-            f'train_cfg.max_epochs={epochs}', f'train_cfg.val_interval={epochs}'
+            f'train_cfg.max_epochs={epochs}',
+            f'train_cfg.val_interval={epochs}'
         ]
     cmd = [sys.executable, 'tools/train.py', config, '--work-dir', part_dir]
     if extra:

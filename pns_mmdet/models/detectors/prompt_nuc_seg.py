@@ -1,6 +1,5 @@
 """PromptNucSeg end to end: prompter points -> SAM masks -> instance map."""
 import inspect
-import os.path as osp
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -277,7 +276,8 @@ class PromptNucSeg(BaseDetector):
         """
         for i, sample in enumerate(batch_data_samples):
             instances, inst_map = self.predict_image(
-                batch_inputs[i], sample, with_masks=self.test_cfg['with_masks'])
+                batch_inputs[i], sample,
+                with_masks=self.test_cfg['with_masks'])
             if rescale:
                 instances, inst_map = self._rescale(instances, inst_map,
                                                     sample.metainfo)
@@ -503,7 +503,8 @@ class PromptNucSeg(BaseDetector):
             inside, -1, dtype=row.dtype))
         last_row = rows_in.max(dim=1).values
         first_row = torch.where(inside, row[None],
-                                torch.full_like(rows_in, big)).min(dim=1).values
+                                torch.full_like(rows_in, big)
+                                ).min(dim=1).values
         central_row = row[central]
         found = torch.zeros(num, dtype=torch.bool, device=device)
         settled = torch.zeros(num, dtype=torch.bool, device=device)
@@ -584,7 +585,8 @@ class PromptNucSeg(BaseDetector):
         local = points[in_idx] - points.new_tensor([x1, y1])
         # Negatives: the K nearest predicted points of the same tile
         # (upstream), whichever of them are decoded here.
-        coords, labels = build_point_prompts(local, int(cfg['num_neg_prompts']))
+        coords, labels = build_point_prompts(
+            local, int(cfg['num_neg_prompts']))
         rows = torch.nonzero(todo[in_idx]).flatten()
         coords, labels, pids = coords[rows], labels[rows], in_idx[rows]
         if cfg['neg_prompts_both'] and cfg['num_neg_prompts'] > 0:

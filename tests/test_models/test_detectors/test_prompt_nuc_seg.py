@@ -398,7 +398,8 @@ def test_no_prompts_gives_empty_result(tiny_model):
     res, inst = model.segment_points(
         torch.zeros((3, 300, 200)),
         InstanceData(
-            points=torch.zeros((0, 2)), labels=torch.zeros(0, dtype=torch.long)))
+            points=torch.zeros((0, 2)),
+            labels=torch.zeros(0, dtype=torch.long)))
     assert len(res) == 0 and res.masks.shape == (0, 300, 200)
     assert inst.shape == (300, 200) and int(inst.max()) == 0
     assert model.segmentor.encoded == 0
