@@ -17,7 +17,7 @@ from typing import Dict, List, Optional, Sequence, Set, Tuple
 import cv2
 import numpy as np
 
-from .converters.coco_writer import CocoLayoutWriter
+from .coco_writer import CocoLayoutWriter
 from .nucleus_dataset import PANNUKE_METAINFO
 
 __all__ = [

@@ -6,7 +6,7 @@ import pytest
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
-from pns_mmdet.datasets.converters import instance_map_to_coco
+from pns_mmdet.datasets import instance_map_to_coco
 from pns_mmdet.datasets.synthetic import generate_tile
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))

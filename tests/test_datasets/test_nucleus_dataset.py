@@ -11,7 +11,7 @@ from mmengine.registry import init_default_scope
 
 from pns_mmdet.datasets import NUCLEUS_METAINFO, NucleusDataset
 from pns_mmdet.datasets.coco_utils import annotations_to_instance_map
-from pns_mmdet.datasets.converters import instance_map_to_coco
+from pns_mmdet.datasets import instance_map_to_coco
 from pns_mmdet.datasets.io import load_instance_map
 
 PIPELINE = [

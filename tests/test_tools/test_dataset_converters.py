@@ -12,10 +12,10 @@ import scipy.io
 from PIL import Image
 
 from pns_mmdet.datasets.coco_utils import annotations_to_instance_map
-from pns_mmdet.datasets.converters import (PANNUKE_FOLD_ORDERS, convert_cpm17,
-                                           convert_generic, convert_monuseg,
-                                           convert_pannuke, find_pannuke_fold,
-                                           parse_aperio_xml)
+from pns_mmdet.converters import (PANNUKE_FOLD_ORDERS, convert_cpm17,
+                                  convert_generic, convert_monuseg,
+                                  convert_pannuke, find_pannuke_fold,
+                                  parse_aperio_xml)
 from pns_mmdet.datasets.io import load_image, load_instance_map
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -314,7 +314,7 @@ def test_append_two_folders_into_one_split(tmp_path):
 
 
 def test_check_dataset(synthetic_coco):
-    from pns_mmdet.datasets.converters import check_coco_dataset
+    from pns_mmdet.converters import check_coco_dataset
     stats = check_coco_dataset(synthetic_coco, 'annotations/val.json')
     coco = _load(osp.join(synthetic_coco, 'annotations/val.json'))
     assert stats['images'] == 2
@@ -322,3 +322,4 @@ def test_check_dataset(synthetic_coco):
     assert sum(stats['per_class'].values()) == stats['nuclei']
     assert stats['area_min'] == min(a['area'] for a in coco['annotations'])
     assert stats['points_inside'] == 1.0
+

@@ -7,7 +7,7 @@ Example (from the repository root)::
 """
 import argparse
 
-from pns_mmdet.datasets.converters.check import check_coco_dataset
+from pns_mmdet.converters import check_coco_dataset
 
 
 def parse_args():

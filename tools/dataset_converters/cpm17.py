@@ -6,7 +6,8 @@ Example (from the repository root)::
 """
 import argparse
 
-from pns_mmdet.datasets.converters import convert_cpm17, describe_splits
+from pns_mmdet.converters import convert_cpm17
+from pns_mmdet.datasets import describe_splits
 
 
 def parse_args():

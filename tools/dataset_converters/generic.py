@@ -9,7 +9,8 @@ Example (from the repository root)::
 """
 import argparse
 
-from pns_mmdet.datasets.converters import convert_generic, describe_splits
+from pns_mmdet.converters import convert_generic
+from pns_mmdet.datasets import describe_splits
 
 
 def parse_args():

@@ -8,7 +8,7 @@ Example (from the repository root)::
 import argparse
 import time
 
-from pns_mmdet.datasets.converters import describe_splits
+from pns_mmdet.datasets import describe_splits
 from pns_mmdet.datasets.synthetic import make_synthetic_dataset
 
 

@@ -7,7 +7,8 @@ Example (from the repository root)::
 """
 import argparse
 
-from pns_mmdet.datasets.converters import convert_monuseg, describe_splits
+from pns_mmdet.converters import convert_monuseg
+from pns_mmdet.datasets import describe_splits
 
 
 def parse_args():

@@ -9,7 +9,8 @@ configs/_base_/datasets/pannuke*.py pick the fold order (123, 213, 321).
 """
 import argparse
 
-from pns_mmdet.datasets.converters import convert_pannuke, describe_splits
+from pns_mmdet.converters import convert_pannuke
+from pns_mmdet.datasets import describe_splits
 
 
 def parse_args():

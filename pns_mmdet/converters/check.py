@@ -34,7 +34,7 @@ def check_coco_dataset(data_root: str,
     """
     from mmengine.registry import init_default_scope
 
-    import pns_mmdet  # noqa: F401  (registers the components)
+    import pns_mmdet.datasets  # noqa: F401  (registers the datasets)
     init_default_scope('mmdet')
     from mmdet.registry import DATASETS
     if classes is None:

@@ -26,7 +26,7 @@ from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .coco_writer import CocoLayoutWriter
+from ..datasets.coco_writer import CocoLayoutWriter
 
 __all__ = [
     'PANNUKE_CLASSES', 'PANNUKE_FOLD_ORDERS', 'find_pannuke_fold',

@@ -7,9 +7,9 @@ image, no classes. Each split folder becomes ``annotations/<split>.json``.
 import os.path as osp
 from typing import Dict, Sequence
 
-from .coco_writer import CocoLayoutWriter
+from ..datasets.coco_writer import CocoLayoutWriter
+from ..datasets.io import load_image, load_instance_map
 from .generic import IMAGE_EXTS, MAP_EXTS, find_by_stem
-from ..io import load_image, load_instance_map
 
 __all__ = ['convert_cpm17']
 

@@ -8,8 +8,8 @@ import glob
 import os.path as osp
 from typing import Dict, List, Optional, Sequence
 
-from ..io import load_image, load_instance_map
-from .coco_writer import CocoLayoutWriter, split_stems
+from ..datasets.coco_writer import CocoLayoutWriter, split_stems
+from ..datasets.io import load_image, load_instance_map
 
 __all__ = ['convert_generic', 'find_by_stem', 'IMAGE_EXTS', 'MAP_EXTS']
 

@@ -13,9 +13,9 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from ..coco_utils import polygons_to_instance_map
-from ..io import load_image
-from .coco_writer import CocoLayoutWriter, split_stems
+from ..datasets.coco_utils import polygons_to_instance_map
+from ..datasets.coco_writer import CocoLayoutWriter, split_stems
+from ..datasets.io import load_image
 from .generic import IMAGE_EXTS, find_by_stem
 
 __all__ = ['parse_aperio_xml', 'convert_monuseg']

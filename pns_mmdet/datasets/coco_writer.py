@@ -17,9 +17,9 @@ from typing import Dict, Iterable, List, Optional, Sequence, Union
 import cv2
 import numpy as np
 
-from ..coco_utils import (instance_classes_from_class_map,
-                          instance_map_to_annotations)
-from ..io import check_instance_map, to_uint8_rgb
+from .coco_utils import (instance_classes_from_class_map,
+                         instance_map_to_annotations)
+from .io import check_instance_map, to_uint8_rgb
 
 __all__ = [
     'CocoLayoutWriter', 'instance_map_to_coco', 'split_stems',
