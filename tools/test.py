@@ -14,6 +14,9 @@ from mmengine.config import Config, DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
+from pns_mmdet.engine.distributed import (cleanup_distributed,
+                                         setup_distributed)
+
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
@@ -99,16 +102,22 @@ def main() -> None:
     if args.out is not None and not args.out.endswith(('.pkl', '.pickle')):
         raise ValueError(f'--out must be a .pkl file, got "{args.out}"')
     cfg = build_config(args)
-    if 'runner_type' in cfg:
-        runner = RUNNERS.build(cfg)
-    else:
-        runner = Runner.from_cfg(cfg)
-    if args.out is not None:
-        # mmdet's DumpDetResults RLE-encodes masks; it expects pred masks.
-        from mmdet.evaluation import DumpDetResults
-        runner.test_evaluator.metrics.append(
-            DumpDetResults(out_file_path=args.out))
-    runner.test()
+    # gloo on CPU / NCCL on CUDA, before mmengine's CUDA-only init_dist.
+    setup_distributed(cfg)
+    try:
+        if 'runner_type' in cfg:
+            runner = RUNNERS.build(cfg)
+        else:
+            runner = Runner.from_cfg(cfg)
+        if args.out is not None:
+            # mmdet's DumpDetResults RLE-encodes masks; it expects pred
+            # masks.
+            from mmdet.evaluation import DumpDetResults
+            runner.test_evaluator.metrics.append(
+                DumpDetResults(out_file_path=args.out))
+        runner.test()
+    finally:
+        cleanup_distributed()
 
 
 if __name__ == '__main__':

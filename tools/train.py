@@ -13,6 +13,9 @@ from mmengine.config import Config, DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
+from pns_mmdet.engine.distributed import (cleanup_distributed,
+                                         setup_distributed)
+
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description='Train a pns_mmdet model')
@@ -84,11 +87,16 @@ def build_config(args: argparse.Namespace) -> Config:
 def main() -> None:
     args = parse_args()
     cfg = build_config(args)
-    if 'runner_type' in cfg:
-        runner = RUNNERS.build(cfg)
-    else:
-        runner = Runner.from_cfg(cfg)
-    runner.train()
+    # gloo on CPU / NCCL on CUDA, before mmengine's CUDA-only init_dist.
+    setup_distributed(cfg)
+    try:
+        if 'runner_type' in cfg:
+            runner = RUNNERS.build(cfg)
+        else:
+            runner = Runner.from_cfg(cfg)
+        runner.train()
+    finally:
+        cleanup_distributed()
 
 
 if __name__ == '__main__':

@@ -9,7 +9,9 @@ custom_imports = dict(imports=['pns_mmdet'], allow_failed_imports=False)
 env_cfg = dict(
     cudnn_benchmark=False,
     mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
-    dist_cfg=dict(backend='nccl'),
+    # No backend: pns_mmdet.engine.setup_distributed picks NCCL on CUDA and
+    # gloo on CPU; set dist_cfg.backend to force one.
+    dist_cfg=dict(_delete_=True),
 )
 default_hooks = dict(logger=dict(type='LoggerHook', interval=10))
 log_processor = dict(type='LogProcessor', window_size=10, by_epoch=True)
