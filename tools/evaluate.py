@@ -30,6 +30,7 @@ from pns_mmdet.evaluation.functional import (INSTANCE_KEYS, detection_scores,
                                              image_instance_stats,
                                              pair_coordinates,
                                              summarize_instance_stats)
+from pns_mmdet.utils import atomic_write, check_writable_dir
 
 MAP_EXTS = ('.png', '.tif', '.tiff', '.npy', '.npz', '.mat')
 
@@ -249,12 +250,13 @@ def print_tables(out: dict) -> None:
 
 def main(argv: Optional[Sequence[str]] = None) -> dict:
     args = parse_args(argv)
+    if args.out:
+        # An unwritable or full output folder fails before the evaluation.
+        check_writable_dir(osp.dirname(osp.abspath(args.out)), '--out folder')
     out = evaluate(args)
     print_tables(out)
     if args.out:
-        out_dir = osp.dirname(osp.abspath(args.out))
-        os.makedirs(out_dir, exist_ok=True)
-        with open(args.out, 'w') as f:
+        with atomic_write(args.out, 'w') as f:  # never a truncated JSON
             json.dump(out, f, indent=2)
         print(f'results written to {args.out}')
     return out
@@ -265,3 +267,5 @@ if __name__ == '__main__':
         main()
     except (FileNotFoundError, KeyError, ValueError) as e:
         sys.exit(f'error: {e}')
+    except OSError as e:  # e.g. unwritable --out folder
+        sys.exit(f'error: {e.strerror or e}')

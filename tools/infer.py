@@ -22,7 +22,6 @@ import sys
 import time
 from typing import List, Tuple
 
-import cv2
 from mmengine.config import DictAction
 from mmengine.utils import ProgressBar
 
@@ -49,6 +48,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         '--prompter-checkpoint', help='override model.prompter_checkpoint')
     parser.add_argument(
         '--segmentor-checkpoint', help='override model.segmentor_checkpoint')
+    parser.add_argument(
+        '--trust-checkpoint',
+        action='append',
+        metavar='PATH',
+        help='fully unpickle this checkpoint file (only for files from a '
+        'trusted source: unpickling can run code); repeatable')
     parser.add_argument(
         '--no-overlay', action='store_true', help='skip the overlay PNGs')
     parser.add_argument(
@@ -117,15 +122,23 @@ def main(argv=None) -> int:
     if not paths:
         print('[infer] error: no input image found', file=sys.stderr)
         return 2
-    os.makedirs(args.out_dir, exist_ok=True)
-
     # Heavy imports after argument checks, so bad usage fails fast.
     from pns_mmdet.apis import NucleusInferencer
     from pns_mmdet.datasets.io import load_image
+    from pns_mmdet.engine import trust_checkpoints
+    from pns_mmdet.utils import check_writable_dir
     from pns_mmdet.visualization import (CocoResultsWriter,
                                          draw_instance_contours,
                                          instances_to_geojson, save_class_png,
-                                         save_geojson, save_instance_png)
+                                         save_geojson, save_instance_png,
+                                         save_png)
+    try:
+        # Unwritable or full output folder: say so before any model work.
+        check_writable_dir(args.out_dir)
+    except OSError as err:
+        print(f'[infer] error: {err.strerror}', file=sys.stderr)
+        return 2
+    trust_checkpoints(args.trust_checkpoint)
 
     try:
         inferencer = NucleusInferencer(
@@ -168,7 +181,7 @@ def main(argv=None) -> int:
                                              result.labels,
                                              inferencer.palette,
                                              args.thickness)
-            cv2.imwrite(base + '_overlay.png', overlay[..., ::-1])
+            save_png(base + '_overlay.png', overlay[..., ::-1])
         coco.add(osp.basename(path), result.inst_map, result.labels,
                  result.scores)
         num_nuclei += result.num_nuclei

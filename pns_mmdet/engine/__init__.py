@@ -1,11 +1,22 @@
-from .checkpoint import (load_local_checkpoint, load_part_checkpoint,
-                         preview_keys, register_trusted_local_loader,
-                         state_dict_mismatch, without_pretrained)
+from .checkpoint import (CheckpointError, TrustedCheckpointWarning,
+                         UntrustedCheckpointError, is_trusted_checkpoint,
+                         load_checkpoint_file, load_local_checkpoint,
+                         load_part_checkpoint, preview_keys,
+                         register_safe_local_loader, state_dict_mismatch,
+                         trust_checkpoints, without_pretrained)
+from .crash_safe_checkpoint_hook import (AtomicLocalBackend,
+                                         CrashSafeCheckpointHook)
+from .distributed import cleanup_distributed, dist_backend, setup_distributed
 
-register_trusted_local_loader()
+# mmengine loads local checkpoint paths with the safe loader (see
+# engine/checkpoint.py): weights-only plus a short allowlist.
+register_safe_local_loader()
 
 __all__ = [
-    'load_local_checkpoint', 'load_part_checkpoint', 'preview_keys',
-    'register_trusted_local_loader', 'state_dict_mismatch',
-    'without_pretrained'
+    'AtomicLocalBackend', 'CheckpointError', 'CrashSafeCheckpointHook',
+    'TrustedCheckpointWarning', 'UntrustedCheckpointError',
+    'is_trusted_checkpoint', 'load_checkpoint_file', 'load_local_checkpoint',
+    'load_part_checkpoint', 'preview_keys', 'register_safe_local_loader',
+    'state_dict_mismatch', 'trust_checkpoints', 'without_pretrained',
+    'cleanup_distributed', 'dist_backend', 'setup_distributed'
 ]

@@ -1,62 +1,223 @@
-"""Local checkpoint loading that works under torch >= 2.6.
+"""The one loader of checkpoint files: weights-only unless trusted.
 
-torch 2.6 changed ``torch.load`` to ``weights_only=True``. mmengine 0.10.7's
-local loader does not pass ``weights_only``, so a checkpoint written by
-mmengine itself (it pickles ``message_hub``, numpy scalars and the config)
-cannot be loaded back and ``--resume`` fails. Files given to the runner by
-path are the user's own (``load_from``, ``resume``, ``init_cfg``): they are
-trusted, so they are loaded with ``weights_only=False``. Remote schemes
-(``http://``, ``s3://``, ...) keep mmengine's own loaders.
+A ``.pth`` file is a pickle, and unpickling can run arbitrary code, so a
+checkpoint downloaded from the internet must never be fully unpickled just
+because a config names it. Every checkpoint this project reads (runner
+``load_from`` / ``resume``, ``prompter_checkpoint``,
+``segmentor_checkpoint``, SAM / LiteMedSAM weights, the tools) goes through
+:func:`load_checkpoint_file`, which calls ``torch.load(weights_only=True)``
+with exactly the extra types mmengine 0.10.7 writes into its checkpoints
+(:data:`SAFE_GLOBALS`, found by saving real runner checkpoints and listing
+what weights-only loading refuses).
+
+A file needing anything else is refused with :class:`UntrustedCheckpointError`
+(naming the file, the refused globals and the opt-in). Full unpickling
+happens only for files the user names as trusted: ``--trust-checkpoint
+PATH`` on the tools, or ``PNS_TRUST_CHECKPOINTS`` (paths separated by
+``os.pathsep``; ``1`` trusts every file), and then with a
+:class:`TrustedCheckpointWarning`.
+
+mmengine's own local loader cannot read its checkpoints under torch >= 2.6
+(it calls ``torch.load`` without an allowlist), so
+:func:`register_safe_local_loader` (called once when ``pns_mmdet.engine`` is
+imported) replaces the loader mmengine uses for local paths (the empty
+prefix) with :func:`load_checkpoint_file`. That replacement only narrows
+what can run: it is torch's weights-only default plus the allowlist below.
+Remote schemes (``http://``, ``s3://``, ...) keep mmengine's loaders.
 """
+import os
 import os.path as osp
-from typing import Callable, Iterable, Mapping, Optional, Union
+import pickle
+import warnings
+from typing import Callable, Iterable, List, Mapping, Optional, Union
 
+import numpy as np
 import torch
+from mmengine.logging.history_buffer import HistoryBuffer
 from mmengine.runner.checkpoint import CheckpointLoader
 from torch import Tensor, nn
 
 __all__ = [
-    'load_local_checkpoint', 'load_part_checkpoint', 'preview_keys',
-    'register_trusted_local_loader', 'state_dict_mismatch',
-    'without_pretrained'
+    'CheckpointError', 'SAFE_GLOBALS', 'TRUST_ENV', 'TrustedCheckpointWarning',
+    'UntrustedCheckpointError', 'is_trusted_checkpoint',
+    'load_checkpoint_file', 'load_local_checkpoint', 'load_part_checkpoint',
+    'preview_keys', 'register_safe_local_loader', 'state_dict_mismatch',
+    'trust_checkpoints', 'without_pretrained'
 ]
 
+#: Environment variable listing trusted checkpoint files (``os.pathsep``
+#: separated), or ``1`` to trust every file.
+TRUST_ENV = 'PNS_TRUST_CHECKPOINTS'
 
-def load_local_checkpoint(filename: str,
-                          map_location: Optional[Union[str, Callable]] = None
-                          ) -> dict:
-    """Load a trusted local checkpoint file (full unpickling).
+# HistoryBuffer pickles its statistics methods as getattr(HistoryBuffer,
+# name); only those four lookups are allowed, nothing else through getattr.
+_HISTORY_BUFFER_METHODS = ('min', 'max', 'mean', 'current')
+
+
+def _history_buffer_getattr(obj, name):
+    if obj is HistoryBuffer and name in _HISTORY_BUFFER_METHODS:
+        return getattr(HistoryBuffer, name)
+    raise pickle.UnpicklingError(
+        f'weights-only loading allows getattr only for HistoryBuffer.'
+        f'{{{",".join(_HISTORY_BUFFER_METHODS)}}}, not {obj!r}.{name}')
+
+
+def _numpy_globals() -> list:
+    from numpy._core import multiarray
+    numeric = (np.bool_, np.int8, np.int16, np.int32, np.int64, np.uint8,
+               np.uint16, np.uint32, np.uint64, np.float16, np.float32,
+               np.float64, np.complex64, np.complex128)
+    out = [np.ndarray, np.dtype, multiarray._reconstruct, multiarray.scalar]
+    out += [type(np.dtype(t)) for t in numeric]
+    # Files written under numpy 1.x name the same functions numpy.core.*.
+    out += [(multiarray._reconstruct, 'numpy.core.multiarray._reconstruct'),
+            (multiarray.scalar, 'numpy.core.multiarray.scalar')]
+    return out
+
+
+#: What mmengine 0.10.7 checkpoints hold beyond tensors and plain
+#: containers: the message hub's ``HistoryBuffer`` (with its statistics
+#: methods), numpy arrays, scalars and dtypes of the logged values.
+SAFE_GLOBALS: List = [
+    HistoryBuffer, (_history_buffer_getattr, 'builtins.getattr')
+] + _numpy_globals()
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint file cannot be read (the message names the file)."""
+
+
+class UntrustedCheckpointError(CheckpointError):
+    """A checkpoint needs full unpickling and was not named as trusted."""
+
+
+class TrustedCheckpointWarning(UserWarning):
+    """A checkpoint is being fully unpickled because the user trusted it."""
+
+
+def trust_checkpoints(paths: Optional[Iterable[str]]) -> None:
+    """Add files to the trusted list (``PNS_TRUST_CHECKPOINTS``).
+
+    The tools call it for ``--trust-checkpoint PATH``. It goes through the
+    environment so that worker processes started later trust them too.
+    """
+    paths = [osp.abspath(osp.expanduser(p)) for p in (paths or [])]
+    if not paths:
+        return
+    current = [p for p in os.environ.get(TRUST_ENV, '').split(os.pathsep)
+               if p]
+    os.environ[TRUST_ENV] = os.pathsep.join(current + paths)
+
+
+def is_trusted_checkpoint(filename: str) -> bool:
+    """Whether the user named ``filename`` as trusted (see module doc)."""
+    entries = [e for e in os.environ.get(TRUST_ENV, '').split(os.pathsep)
+               if e]
+    if any(e.lower() in ('1', 'all', 'true', 'yes') for e in entries):
+        return True
+    target = osp.realpath(osp.expanduser(filename))
+    return any(osp.realpath(osp.expanduser(e)) == target for e in entries)
+
+
+def _refused_globals(filename: str) -> List[str]:
+    allowed = {
+        g[1] if isinstance(g, tuple) else f'{g.__module__}.{g.__qualname__}'
+        for g in SAFE_GLOBALS
+    }
+    try:
+        found = torch.serialization.get_unsafe_globals_in_checkpoint(
+            filename)
+    except Exception:  # legacy (non-zip) files cannot be listed
+        return []
+    return sorted(set(found) - allowed)
+
+
+def load_checkpoint_file(filename: str,
+                         map_location: Optional[Union[str, Callable]] = None
+                         ) -> dict:
+    """Load a local checkpoint file, weights-only unless trusted.
 
     Args:
         filename (str): Path of the checkpoint file.
         map_location (str | Callable, optional): As in ``torch.load``.
 
     Returns:
-        dict: The loaded checkpoint.
+        The loaded object (a dict for every checkpoint this project uses).
 
     Raises:
-        FileNotFoundError: If ``filename`` does not exist.
+        FileNotFoundError: If ``filename`` is not an existing file.
+        UntrustedCheckpointError: If the file needs a global outside
+            :data:`SAFE_GLOBALS` and was not named as trusted.
+        CheckpointError: If the file is truncated, corrupt or not a
+            checkpoint.
     """
-    filename = osp.expanduser(filename)
+    filename = osp.expanduser(str(filename))
     if not osp.isfile(filename):
-        raise FileNotFoundError(f'checkpoint file "{filename}" does not exist')
-    return torch.load(filename, map_location=map_location, weights_only=False)
+        what = 'is a directory' if osp.isdir(filename) else 'does not exist'
+        raise FileNotFoundError(f'checkpoint file "{filename}" {what}')
+    try:
+        with torch.serialization.safe_globals(SAFE_GLOBALS):
+            return torch.load(
+                filename, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        refused = _refused_globals(filename)
+        if refused and is_trusted_checkpoint(filename):
+            warnings.warn(
+                f'fully unpickling checkpoint "{filename}" (it needs '
+                f'{", ".join(refused)}) because it is named as trusted '
+                f'(--trust-checkpoint / {TRUST_ENV}); unpickling can run '
+                'arbitrary code', TrustedCheckpointWarning, stacklevel=2)
+            return _full_load(filename, map_location)
+        if refused:
+            raise UntrustedCheckpointError(
+                f'checkpoint "{filename}" was refused: loading it needs the '
+                f'global(s) {", ".join(refused)}, which weights-only loading '
+                'does not allow (unpickling can run arbitrary code). If you '
+                'trust where the file comes from, pass --trust-checkpoint '
+                f'{filename} to the tool or set {TRUST_ENV}={filename} '
+                f'({TRUST_ENV}=1 trusts every file)') from None
+        raise CheckpointError(
+            f'checkpoint "{filename}" cannot be read (corrupt or not a '
+            f'checkpoint): {_first_line(err)}') from err
+    except Exception as err:
+        raise CheckpointError(
+            f'checkpoint "{filename}" cannot be read (truncated, corrupt or '
+            f'not a torch checkpoint): {type(err).__name__}: '
+            f'{_first_line(err)}') from err
 
 
-def register_trusted_local_loader() -> None:
-    """Make mmengine load local paths with :func:`load_local_checkpoint`.
+def _full_load(filename, map_location):
+    try:
+        return torch.load(
+            filename, map_location=map_location, weights_only=False)
+    except Exception as err:
+        raise CheckpointError(
+            f'checkpoint "{filename}" cannot be read: {type(err).__name__}: '
+            f'{_first_line(err)}') from err
 
-    ``force=True`` is needed because mmengine registers its own loader for the
-    empty (local path) prefix; this replaces exactly that one loader.
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return text[0][:300] if text else ''
+
+
+#: The name this loader had when it always unpickled fully; kept so that
+#: existing imports work. It is the safe loader now.
+load_local_checkpoint = load_checkpoint_file
+
+
+def register_safe_local_loader() -> None:
+    """Make mmengine load local paths with :func:`load_checkpoint_file`.
+
+    ``force=True`` is needed because mmengine registers its own loader for
+    the empty (local path) prefix; this replaces exactly that one loader.
     """
     CheckpointLoader.register_scheme(
         prefixes='', loader=_mmengine_local_loader, force=True)
 
 
 def _mmengine_local_loader(filename: str, map_location=None) -> dict:
-    return load_local_checkpoint(filename, map_location)
-
-
+    return load_checkpoint_file(filename, map_location)
 def preview_keys(keys: Iterable[str], limit: int = 8) -> str:
     """The first ``limit`` of ``keys`` (sorted), and how many more."""
     keys = sorted(keys)
@@ -127,7 +288,7 @@ def load_part_checkpoint(module: nn.Module, checkpoint: str, field: str,
             f'{field}: checkpoint file "{checkpoint}" does not exist. Train '
             f'the part with tools/train.py and point {field} at its .pth, or '
             'set it to None for random weights')
-    ckpt = load_local_checkpoint(checkpoint, map_location='cpu')
+    ckpt = load_checkpoint_file(checkpoint, map_location='cpu')
     state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else None
     if not isinstance(state, dict):
         raise RuntimeError(f'{field}: "{checkpoint}" holds no state dict')

@@ -11,6 +11,8 @@ from typing import Dict, List, Sequence
 import numpy as np
 from pycocotools import mask as mask_utils
 
+from ..utils import atomic_write
+
 __all__ = ['instance_map_to_rles', 'CocoResultsWriter']
 
 
@@ -126,6 +128,6 @@ class CocoResultsWriter:
             ])
 
     def dump(self, path: str) -> None:
-        """Write the JSON file."""
-        with open(path, 'w') as f:
+        """Write the JSON file (atomically: temporary name, then rename)."""
+        with atomic_write(path, 'w') as f:
             json.dump(self.to_dict(), f)

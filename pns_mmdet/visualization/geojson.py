@@ -14,6 +14,7 @@ from typing import Dict, Optional, Sequence
 import numpy as np
 import shapely
 
+from ..utils import atomic_write
 from .polygons import instance_geometries
 
 __all__ = ['instances_to_geojson', 'save_geojson']
@@ -100,7 +101,7 @@ def instances_to_geojson(inst_map: np.ndarray,
 
 def save_geojson(collection: dict, path: str) -> None:
     """Write a FeatureCollection (integer pixel coordinates stay compact)."""
-    with open(path, 'w') as f:
+    with atomic_write(path, 'w') as f:  # never a truncated file
         json.dump(collection, f, default=_to_builtin)
 
 

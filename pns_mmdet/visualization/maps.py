@@ -5,7 +5,11 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-__all__ = ['save_instance_png', 'save_class_png', 'class_map_from_labels']
+from ..utils import atomic_write
+
+__all__ = [
+    'save_instance_png', 'save_class_png', 'class_map_from_labels', 'save_png'
+]
 
 
 def save_instance_png(path: str, inst_map: np.ndarray) -> None:
@@ -60,11 +64,21 @@ def save_class_png(path: str, class_map: np.ndarray) -> None:
     _imwrite(path, class_map.astype(np.uint8))
 
 
+def save_png(path: str, arr: np.ndarray) -> None:
+    """Write an array as PNG (as ``cv2.imwrite``: BGR channel order),
+    atomically (temporary name, then rename)."""
+    _imwrite(path, np.asarray(arr))
+
+
 def _imwrite(path: str, arr: np.ndarray) -> None:
     if not path.lower().endswith('.png'):
         raise ValueError(f'{path}: expected a .png path')
     folder = osp.dirname(path)
     if folder and not osp.isdir(folder):
         raise FileNotFoundError(f'{path}: folder {folder} does not exist')
-    if not cv2.imwrite(path, arr):
-        raise OSError(f'{path}: could not write the PNG')
+    ok, data = cv2.imencode('.png', arr)
+    if not ok:
+        raise OSError(f'{path}: could not encode the PNG')
+    # Temporary name, then rename: a kill never leaves a truncated PNG.
+    with atomic_write(path, 'wb') as f:
+        f.write(data.tobytes())

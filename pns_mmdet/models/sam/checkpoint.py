@@ -7,13 +7,12 @@ loader fails instead, naming the file and the offending keys.
 import importlib
 import importlib.resources
 import os.path as osp
-import pickle
 from typing import Dict, Sequence
 
-import torch
 from torch import Tensor, nn
 
-from ...engine.checkpoint import preview_keys
+from ...engine.checkpoint import (UntrustedCheckpointError,
+                                 load_checkpoint_file, preview_keys)
 
 __all__ = [
     'LITEMEDSAM_CHECKPOINT', 'SAM_PARTS', 'load_sam_checkpoint',
@@ -66,14 +65,15 @@ def resolve_checkpoint_path(checkpoint: str) -> str:
 
 
 def _read_state_dict(path: str) -> Dict[str, Tensor]:
+    # The project's one loader: weights-only unless the user trusts the file
+    # (official SAM and LiteMedSAM files hold tensors only).
     try:
-        # Official SAM and LiteMedSAM files hold tensors only.
-        ckpt = torch.load(path, map_location='cpu', weights_only=True)
-    except pickle.UnpicklingError as err:
-        raise RuntimeError(
-            f'"{path}" is not a plain SAM state dict (it holds pickled '
-            'objects). Fine-tuned pns_mmdet checkpoints are loaded with '
-            '`load_from` / tools/test.py, not as model.checkpoint') from err
+        ckpt = load_checkpoint_file(path, map_location='cpu')
+    except UntrustedCheckpointError as err:
+        raise UntrustedCheckpointError(
+            f'"{path}" is not a plain SAM state dict (fine-tuned pns_mmdet '
+            'checkpoints are loaded with `load_from` / tools/test.py, not as '
+            f'model.checkpoint): {err}') from None
     if isinstance(ckpt, dict):
         for wrapper in ('state_dict', 'model'):
             if wrapper in ckpt and isinstance(ckpt[wrapper], dict):
