@@ -147,7 +147,7 @@ def build(config: str, segmentor: str, dtype: str, device: str,
         'fp16': 'float16'
     }[dtype]
     cfg.model.test_cfg.update(overrides)
-    return MODELS.build(cfg.model).to(device).eval()
+    return MODELS.build(cfg.model).to(device).eval(), cfg
 
 
 def agreement(ref_map, map_) -> tuple:
@@ -171,10 +171,27 @@ def agreement(ref_map, map_) -> tuple:
     return float((iou[present] > 0.5).mean()), float(iou[present].mean())
 
 
-def upstream_style_segmentor(model, img, points) -> int:
+def plain_reference_encoder(model, encoder_cfg: dict):
+    """The segmentor's image encoder rebuilt from its config with
+    ``segment_anything``'s plain blocks (``padded_window_attention=False``)
+    and the same weights: the authors' encoder. Encoders without that switch
+    (LiteMedSAM's TinyViT) are returned as they are."""
+    from mmdet.registry import MODELS
+    encoder = model.segmentor.image_encoder
+    if not hasattr(encoder, 'padded_window_attention'):
+        return encoder
+    cfg = dict(encoder_cfg, padded_window_attention=False)
+    plain = MODELS.build(cfg)
+    plain.load_state_dict(encoder.state_dict())
+    param = next(encoder.parameters())
+    return plain.to(param.device).train(encoder.training)
+
+
+def upstream_style_segmentor(model, img, points, encoder) -> int:
     """The authors' segmentor work for the same prompts, as a same-machine
-    reference: per 256 x 256 tile (same tiles), segment_anything's plain
-    ViT blocks (window padding before the qkv projection), its
+    reference: per 256 x 256 tile (same tiles), ``encoder`` (from
+    :func:`plain_reference_encoder`: segment_anything's plain ViT blocks,
+    window padding before the qkv projection), its
     ``MaskDecoder.forward`` (image embedding copied per prompt, all mask
     tokens) on the tile's prompts with K nearest negatives, and the logits
     upsampled to 256 x 256 and thresholded. Skips their NMS and painting
@@ -182,7 +199,6 @@ def upstream_style_segmentor(model, img, points) -> int:
     of masks."""
     import torch
     import torch.nn.functional as F
-    from segment_anything.modeling.image_encoder import Block
     from segment_anything.modeling.mask_decoder import MaskDecoder
 
     from pns_mmdet.models.utils import (build_point_prompts, make_tiles,
@@ -193,34 +209,25 @@ def upstream_style_segmentor(model, img, points) -> int:
     tiles = make_tiles(img.shape[-2:], size,
                        size - model.test_cfg['seg_tile_overlap'])
     inside = points_in_tiles(points, tiles)
-    swapped = [m for m in seg.modules() if isinstance(m, Block)
-               and type(m) is not Block]
-    classes = [type(m) for m in swapped]
-    for m in swapped:
-        m.__class__ = Block
-    try:
-        count = 0
-        for t, (x1, y1, x2, y2) in enumerate(tiles.tolist()):
-            idx = torch.nonzero(inside[:, t]).flatten()
-            if idx.numel() == 0:
-                continue
-            tile = pad_to_size(img[:, y1:y2, x1:x2], (size, size))[None]
-            emb = seg.image_encoder(tile)
-            local = points[idx] - points.new_tensor([x1, y1])
-            coords, labels = build_point_prompts(
-                local, model.test_cfg['num_neg_prompts'])
-            sparse, dense = seg.prompt_encoder(
-                points=(coords, labels), boxes=None, masks=None)
-            low, _ = MaskDecoder.forward(seg.mask_decoder, emb,
-                                         seg.prompt_encoder.get_dense_pe(),
-                                         sparse, dense, False)
-            masks = F.interpolate(
-                low, (size, size), mode='bilinear', align_corners=False) > 0
-            count += len(masks)
-        return count
-    finally:
-        for m, cls in zip(swapped, classes):
-            m.__class__ = cls
+    count = 0
+    for t, (x1, y1, x2, y2) in enumerate(tiles.tolist()):
+        idx = torch.nonzero(inside[:, t]).flatten()
+        if idx.numel() == 0:
+            continue
+        tile = pad_to_size(img[:, y1:y2, x1:x2], (size, size))[None]
+        emb = encoder(tile)
+        local = points[idx] - points.new_tensor([x1, y1])
+        coords, labels = build_point_prompts(
+            local, model.test_cfg['num_neg_prompts'])
+        sparse, dense = seg.prompt_encoder(
+            points=(coords, labels), boxes=None, masks=None)
+        low, _ = MaskDecoder.forward(seg.mask_decoder, emb,
+                                     seg.prompt_encoder.get_dense_pe(),
+                                     sparse, dense, False)
+        masks = F.interpolate(
+            low, (size, size), mode='bilinear', align_corners=False) > 0
+        count += len(masks)
+    return count
 
 
 def run_single(spec: dict) -> dict:
@@ -237,8 +244,11 @@ def run_single(spec: dict) -> dict:
             spec['nuclei_1000'] * size * size / 1e6))
     image, points, labels = synthetic_case(size, num_prompts)
     rss_start = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    model = build(spec['config'], spec['segmentor'], spec['dtype'],
-                  spec['device'], spec['overrides'])
+    model, cfg = build(spec['config'], spec['segmentor'], spec['dtype'],
+                       spec['device'], spec['overrides'])
+    plain = (plain_reference_encoder(
+        model, cfg.model.segmentor.image_encoder.to_dict())
+             if spec['upstream'] else None)
     img = torch.from_numpy(image).permute(2, 0, 1).float().to(device)
     prompts = InstanceData(points=points.to(device), labels=labels.to(device))
 
@@ -264,7 +274,8 @@ def run_single(spec: dict) -> dict:
 
     def stage_upstream():
         with autocast():
-            return upstream_style_segmentor(model, img, prompts.points)
+            return upstream_style_segmentor(model, img, prompts.points,
+                                            plain)
 
     stages = [('prompter', stage_prompter), ('segmentor', stage_segmentor),
               ('end2end', stage_end2end)]

@@ -6,6 +6,8 @@ import os.path as osp
 import numpy as np
 import torch
 
+from segment_anything.modeling.image_encoder import Block
+
 from pns_mmdet.models.sam import PaddedWindowBlock
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -54,11 +56,19 @@ def test_upstream_reference_decodes_every_prompt_in_every_tile():
     img = torch.rand(3, 100, 100) * 255
     # 100 px with 64-px tiles at stride 48: starts 0 and 36 on each axis.
     points = torch.tensor([[5., 5.], [50., 50.], [95., 10.]])
-    with torch.no_grad():
-        count = benchmark.upstream_style_segmentor(model, img, points)
-    # (5, 5) lies in 1 tile, (50, 50) in all 4, (95, 10) in 1.
-    assert count == 6
-    # The fast blocks are restored afterwards.
+    plain = benchmark.plain_reference_encoder(
+        model, tiny_models.TINY_SEGMENTOR['image_encoder'])
+    # The reference is built from the config with segment_anything's own
+    # blocks; the model keeps its fast ones.
+    assert all(type(b) is Block for b in plain.blocks)
     assert all(
         isinstance(b, PaddedWindowBlock)
         for b in model.segmentor.image_encoder.blocks)
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(plain(x), model.segmentor.image_encoder(x),
+                              atol=1e-5)
+        count = benchmark.upstream_style_segmentor(model, img, points,
+                                                   plain)
+    # (5, 5) lies in 1 tile, (50, 50) in all 4, (95, 10) in 1.
+    assert count == 6

@@ -2,11 +2,12 @@
 from functools import partial
 from typing import Any, Dict, Tuple
 
+import torch
 import torch.nn as nn
 from mmdet.registry import MODELS
 from segment_anything.modeling import ImageEncoderViT
 
-from .padded_window_block import use_padded_window_blocks
+from .padded_window_block import PaddedWindowBlock
 from .pos_embed import resize_abs_pos_embed, resize_rel_pos
 
 __all__ = ['SAM_VIT_ARCHS', 'SAMImageEncoderViT']
@@ -61,10 +62,12 @@ class SAMImageEncoderViT(ImageEncoderViT):
         img_size (int): Side of the square input, pixels. Defaults to 256.
         frozen (bool): Freeze every parameter and keep eval mode (for cheap
             fine-tuning of the decoder only). Defaults to False.
-        padded_window_attention (bool): Run the windowed-attention blocks as
+        padded_window_attention (bool): Build the blocks as
             :class:`PaddedWindowBlock` (the same result with about a third
-            fewer multiply-adds at 256 px, in training and inference).
-            Defaults to True.
+            fewer multiply-adds at 256 px and fused attention, in training
+            and inference). False keeps ``segment_anything``'s plain
+            ``Block`` (the reference path). Either way the weights drawn at
+            build are the same for the same seed. Defaults to True.
         **overrides: Any ``ImageEncoderViT`` argument replacing the arch
             value (``embed_dim``, ``depth``, ``num_heads``,
             ``global_attn_indexes``, ``window_size``, ...), e.g. to build a
@@ -99,7 +102,9 @@ class SAMImageEncoderViT(ImageEncoderViT):
         self.patch_size = cfg['patch_size']
         self.out_channels = cfg['out_chans']
         self.frozen = frozen
-        use_padded_window_blocks(self, padded_window_attention)
+        self.padded_window_attention = padded_window_attention
+        if padded_window_attention:
+            self._build_padded_blocks(cfg, img_size)
         self.register_load_state_dict_pre_hook(self._resize_pos_hook)
         if frozen:
             self.requires_grad_(False)
@@ -110,6 +115,30 @@ class SAMImageEncoderViT(ImageEncoderViT):
         """(h, w) of the output embedding grid."""
         grid = self.img_size // self.patch_size
         return grid, grid
+
+    def _build_padded_blocks(self, cfg: Dict[str, Any],
+                             img_size: int) -> None:
+        """Replace the plain blocks by :class:`PaddedWindowBlock` modules
+        holding the same parameter tensors (built on the meta device, so no
+        weight is drawn twice and the global RNG advances exactly as for
+        plain blocks)."""
+        grid = img_size // cfg['patch_size']
+        for i, old in enumerate(self.blocks):
+            with torch.device('meta'):
+                new = PaddedWindowBlock(
+                    dim=cfg['embed_dim'],
+                    num_heads=cfg['num_heads'],
+                    mlp_ratio=cfg['mlp_ratio'],
+                    qkv_bias=cfg['qkv_bias'],
+                    norm_layer=partial(nn.LayerNorm, eps=1e-6),
+                    act_layer=nn.GELU,
+                    use_rel_pos=cfg['use_rel_pos'],
+                    rel_pos_zero_init=cfg['rel_pos_zero_init'],
+                    window_size=(0 if i in cfg['global_attn_indexes'] else
+                                 cfg['window_size']),
+                    input_size=(grid, grid))
+            new.load_state_dict(old.state_dict(), assign=True)
+            self.blocks[i] = new
 
     def train(self, mode: bool = True) -> 'SAMImageEncoderViT':
         """Set train mode, except that a frozen encoder stays in eval."""
