@@ -1,0 +1,19 @@
+# The CPU recipe's real H&E data (docs/accuracy.md), one COCO root with its
+# own validation split (never the test file):
+#   train: MoNuSeg 2018 test (14 tiles, 40x) + CPM-15 train (15 tiles,
+#          20x and 40x), converted into annotations/train.json;
+#   val:   7 tiles of the MoNuSeg 2018 training release (the release Kumar
+#          is cut from), annotations/val.json. Never trained on.
+# Prepare with the commands of README "Train on your own data on a CPU".
+_base_ = './kumar.py'
+
+data_root = 'data/kumar_cpu/'
+train_dataloader = dict(
+    num_workers=1,
+    persistent_workers=True,
+    dataset=dict(data_root=data_root, ann_file='annotations/train.json'))
+val_dataloader = dict(
+    num_workers=0,
+    persistent_workers=False,
+    dataset=dict(data_root=data_root, ann_file='annotations/val.json'))
+test_dataloader = val_dataloader

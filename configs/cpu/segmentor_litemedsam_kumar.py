@@ -1,0 +1,29 @@
+# CPU recipe, segmentor: the packaged LiteMedSAM fine-tuned for point
+# prompts (+1 nearest negative) on random 256 crops of the real train
+# tiles; image encoder frozen, so each step trains the mask decoder only.
+# Validation: oracle prompts (true centroids) on the 7 val tiles.
+# docs/accuracy.md gives the measured time and the validation numbers.
+_base_ = [
+    '../_base_/datasets/kumar_cpu.py',
+    '../_base_/models/segmentor_litemedsam.py',
+    '../_base_/schedules/cpu_iters.py',
+    '../_base_/default_runtime.py',
+]
+
+model = dict(
+    image_encoder=dict(frozen=True),
+    train_cfg=dict(num_prompts_per_img=16, num_neg_prompts=1,
+                   autocast_dtype='auto'))
+train_dataloader = dict(
+    batch_size=4, dataset=dict(pipeline=_base_.segmentor_train_pipeline))
+val_evaluator = dict(_delete_=True, type='NucleusInstanceMetric')
+test_evaluator = val_evaluator
+
+max_iters = 300
+train_cfg = dict(max_iters=max_iters, val_interval=max_iters)
+optim_wrapper = dict(optimizer=dict(lr=3e-4))
+log_processor = dict(by_epoch=False)
+default_hooks = dict(
+    logger=dict(type='LoggerHook', interval=5),
+    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=25,
+                    max_keep_ckpts=3))
