@@ -8,7 +8,6 @@ tools/train.py / tools/test.py; the 2-process runs go through
 tools/dist_train.sh / dist_test.sh.
 """
 import glob
-import importlib.util
 import json
 import math
 import os
@@ -23,6 +22,8 @@ import torch
 from mmengine.config import Config
 
 from pns_mmdet.engine.distributed import dist_backend, setup_distributed
+
+from tool_loading import load_tool
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
@@ -131,14 +132,6 @@ test_evaluator = [dict(type='PointDetectionMetric'),
 '''
 
 NUM_TEST = 3  # odd: the second of 2 ranks gets a padded copy of image 0
-
-
-def load_tool(name):
-    spec = importlib.util.spec_from_file_location(
-        f'pns_tool_{name}', osp.join(REPO, 'tools', f'{name}.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def free_port() -> int:

@@ -4,7 +4,6 @@ The bad-input tests call the CLI in-process with a tiny random model; the
 last test runs tools/demo.py at toy scale, which drives tools/train.py,
 tools/test.py and tools/infer.py as subprocesses with this interpreter.
 """
-import importlib.util
 import json
 import os.path as osp
 import re
@@ -19,15 +18,9 @@ from PIL import Image
 from pycocotools.coco import COCO
 from shapely import geometry
 
+from tool_loading import load_tool
+
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-
-
-def load_tool(name):
-    spec = importlib.util.spec_from_file_location(
-        f'pns_tool_{name}', osp.join(REPO, 'tools', f'{name}.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 infer = load_tool('infer')
