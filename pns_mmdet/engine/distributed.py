@@ -23,6 +23,7 @@ it is refused on CPU with an explicit error (see docs/distributed.md).
 """
 import datetime
 import os
+import sys
 from typing import Optional
 
 import torch
@@ -152,6 +153,15 @@ def setup_distributed(cfg: Config) -> Config:
 
 
 def cleanup_distributed() -> None:
-    """Destroy the default process group if one was started."""
+    """Destroy the default process group if one was started.
+
+    On the normal path all ranks meet at a barrier first: a rank that tears
+    gloo down while another still has collectives in flight aborts the
+    process ("terminate called without an active exception"). When called
+    while an exception propagates (a ``finally`` clause) the barrier is
+    skipped, since the other ranks may never reach it.
+    """
     if torch_dist.is_available() and torch_dist.is_initialized():
+        if sys.exc_info()[0] is None:
+            torch_dist.barrier()
         torch_dist.destroy_process_group()
