@@ -21,4 +21,5 @@ val_dataloader = None
 val_cfg = None
 val_evaluator = None
 default_hooks = dict(
-    checkpoint=dict(type='CheckpointHook', interval=10, max_keep_ckpts=2))
+    checkpoint=dict(
+        type='CrashSafeCheckpointHook', interval=10, max_keep_ckpts=2))

@@ -11,7 +11,7 @@ _base_ = [
 
 default_hooks = dict(
     checkpoint=dict(
-        type='CheckpointHook',
+        type='CrashSafeCheckpointHook',
         interval=10,
         max_keep_ckpts=2,
         save_best='points/cls_f1',

@@ -16,5 +16,5 @@ test_evaluator = val_evaluator
 train_cfg = dict(val_begin=60, val_interval=10)
 default_hooks = dict(
     checkpoint=dict(
-        type='CheckpointHook', interval=10, max_keep_ckpts=2,
+        type='CrashSafeCheckpointHook', interval=10, max_keep_ckpts=2,
         save_best='nuclei/mpq', rule='greater'))

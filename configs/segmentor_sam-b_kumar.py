@@ -17,4 +17,5 @@ test_evaluator = val_evaluator
 param_scheduler = []
 train_cfg = dict(val_interval=_base_.max_epochs)
 default_hooks = dict(
-    checkpoint=dict(type='CheckpointHook', interval=10, max_keep_ckpts=2))
+    checkpoint=dict(
+        type='CrashSafeCheckpointHook', interval=10, max_keep_ckpts=2))

@@ -13,5 +13,11 @@ env_cfg = dict(
     # gloo on CPU; set dist_cfg.backend to force one.
     dist_cfg=dict(_delete_=True),
 )
-default_hooks = dict(logger=dict(type='LoggerHook', interval=10))
+# CrashSafeCheckpointHook (pns_mmdet/engine): checkpoints and last_checkpoint
+# written atomically, and per-iteration reseeding so that --resume after a
+# kill continues like the uninterrupted run. Leaf configs that set their own
+# checkpoint hook name this type too.
+default_hooks = dict(
+    logger=dict(type='LoggerHook', interval=10),
+    checkpoint=dict(type='CrashSafeCheckpointHook'))
 log_processor = dict(type='LogProcessor', window_size=10, by_epoch=True)

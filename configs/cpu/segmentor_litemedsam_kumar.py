@@ -25,5 +25,5 @@ optim_wrapper = dict(optimizer=dict(lr=3e-4))
 log_processor = dict(by_epoch=False)
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=5),
-    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=25,
-                    max_keep_ckpts=3))
+    checkpoint=dict(type='CrashSafeCheckpointHook', by_epoch=False,
+                    interval=25, max_keep_ckpts=3))

@@ -45,7 +45,7 @@ test_dataloader = val_dataloader
 default_hooks = dict(
     logger=dict(interval=4),
     checkpoint=dict(
-        type='CheckpointHook',
+        type='CrashSafeCheckpointHook',
         interval=10,
         max_keep_ckpts=1,
         save_best='points/f1',

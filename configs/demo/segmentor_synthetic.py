@@ -38,5 +38,5 @@ param_scheduler = [
     dict(type='MultiStepLR', by_epoch=True, milestones=[24], gamma=0.1)
 ]
 default_hooks = dict(
-    checkpoint=dict(type='CheckpointHook', interval=max_epochs),
+    checkpoint=dict(type='CrashSafeCheckpointHook', interval=max_epochs),
     logger=dict(type='LoggerHook', interval=4))

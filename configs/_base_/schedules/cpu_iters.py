@@ -18,5 +18,5 @@ param_scheduler = [
 auto_scale_lr = dict(enable=False, base_batch_size=8)
 # Leaf configs also set (default_runtime owns these keys):
 #   log_processor = dict(by_epoch=False)
-#   default_hooks = dict(checkpoint=dict(type='CheckpointHook',
+#   default_hooks = dict(checkpoint=dict(type='CrashSafeCheckpointHook',
 #                        by_epoch=False, interval=max_iters))
