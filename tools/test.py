@@ -9,16 +9,25 @@ Example:
 import argparse
 import os
 import os.path as osp
+import sys
 
 from mmengine.config import Config, DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
+from pns_mmdet.engine.checkpoint import (CheckpointError,
+                                        add_trust_checkpoint_argument,
+                                        trust_checkpoints)
 from pns_mmdet.engine.distributed import (cleanup_distributed,
                                          setup_distributed)
+from pns_mmdet.utils.config import ConfigFileError, load_config
+
+#: What this tool needs from a config (checked before any work).
+REQUIRED_KEYS = ('model', 'test_dataloader', 'test_cfg',
+                   'test_evaluator')
 
 
-def parse_args() -> argparse.Namespace:
+def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description='Test (and evaluate) a pns_mmdet model')
     parser.add_argument('config', help='path of the config file')
@@ -54,8 +63,9 @@ def parse_args() -> argparse.Namespace:
         choices=['none', 'pytorch', 'slurm', 'mpi'],
         default='none',
         help='job launcher for distributed testing')
+    add_trust_checkpoint_argument(parser)
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if 'LOCAL_RANK' not in os.environ:
         os.environ['LOCAL_RANK'] = str(args.local_rank)
     return args
@@ -78,7 +88,7 @@ def enable_visualization(cfg: Config, args: argparse.Namespace) -> None:
 
 def build_config(args: argparse.Namespace) -> Config:
     """Merge the command line into the config."""
-    cfg = Config.fromfile(args.config)
+    cfg = load_config(args.config, REQUIRED_KEYS)
     cfg.launcher = args.launcher
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
@@ -97,11 +107,20 @@ def build_config(args: argparse.Namespace) -> Config:
     return cfg
 
 
-def main() -> None:
-    args = parse_args()
+def main(argv=None) -> int:
+    """Test; returns 0, or 2 after a one-line error for a config or a
+    checkpoint that cannot be used (refused, corrupt, missing)."""
+    args = parse_args(argv)
     if args.out is not None and not args.out.endswith(('.pkl', '.pickle')):
         raise ValueError(f'--out must be a .pkl file, got "{args.out}"')
-    cfg = build_config(args)
+    try:
+        cfg = build_config(args)
+    except (ConfigFileError, FileNotFoundError) as err:
+        print(f'[test] error: {err}', file=sys.stderr)
+        return 2
+    # Files named with --trust-checkpoint may be fully unpickled (with a
+    # warning); every other checkpoint is loaded weights-only.
+    trust_checkpoints(args.trust_checkpoint)
     # gloo on CPU / NCCL on CUDA, before mmengine's CUDA-only init_dist.
     setup_distributed(cfg)
     try:
@@ -116,9 +135,15 @@ def main() -> None:
             runner.test_evaluator.metrics.append(
                 DumpDetResults(out_file_path=args.out))
         runner.test()
+    except CheckpointError as err:
+        # PromptNucSeg loads its part checkpoints while the runner builds
+        # the model, load_from when the test starts: both end up here.
+        print(f'[test] error: {err}', file=sys.stderr)
+        return 2
     finally:
         cleanup_distributed()
+    return 0
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

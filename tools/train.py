@@ -8,16 +8,25 @@ Example:
 import argparse
 import os
 import os.path as osp
+import sys
 
 from mmengine.config import Config, DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
+from pns_mmdet.engine.checkpoint import (CheckpointError,
+                                        add_trust_checkpoint_argument,
+                                        trust_checkpoints)
 from pns_mmdet.engine.distributed import (cleanup_distributed,
                                          setup_distributed)
+from pns_mmdet.utils.config import ConfigFileError, load_config
+
+#: What this tool needs from a config (checked before any work).
+REQUIRED_KEYS = ('model', 'train_dataloader', 'train_cfg',
+                   'optim_wrapper')
 
 
-def parse_args() -> argparse.Namespace:
+def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description='Train a pns_mmdet model')
     parser.add_argument('config', help='path of the config file')
     parser.add_argument(
@@ -47,8 +56,9 @@ def parse_args() -> argparse.Namespace:
         choices=['none', 'pytorch', 'slurm', 'mpi'],
         default='none',
         help='job launcher for distributed training')
+    add_trust_checkpoint_argument(parser)
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if 'LOCAL_RANK' not in os.environ:
         os.environ['LOCAL_RANK'] = str(args.local_rank)
     return args
@@ -56,7 +66,7 @@ def parse_args() -> argparse.Namespace:
 
 def build_config(args: argparse.Namespace) -> Config:
     """Merge the command line into the config."""
-    cfg = Config.fromfile(args.config)
+    cfg = load_config(args.config, REQUIRED_KEYS)
     cfg.launcher = args.launcher
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
@@ -84,9 +94,18 @@ def build_config(args: argparse.Namespace) -> Config:
     return cfg
 
 
-def main() -> None:
-    args = parse_args()
-    cfg = build_config(args)
+def main(argv=None) -> int:
+    """Train; returns 0, or 2 after a one-line error for a config or a
+    checkpoint that cannot be used (refused, corrupt, missing)."""
+    args = parse_args(argv)
+    try:
+        cfg = build_config(args)
+    except ConfigFileError as err:
+        print(f'[train] error: {err}', file=sys.stderr)
+        return 2
+    # Files named with --trust-checkpoint may be fully unpickled (with a
+    # warning); every other checkpoint is loaded weights-only.
+    trust_checkpoints(args.trust_checkpoint)
     # gloo on CPU / NCCL on CUDA, before mmengine's CUDA-only init_dist.
     setup_distributed(cfg)
     try:
@@ -95,9 +114,13 @@ def main() -> None:
         else:
             runner = Runner.from_cfg(cfg)
         runner.train()
+    except CheckpointError as err:
+        print(f'[train] error: {err}', file=sys.stderr)
+        return 2
     finally:
         cleanup_distributed()
+    return 0
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

@@ -1,5 +1,6 @@
 from .checkpoint import (CheckpointError, TrustedCheckpointWarning,
-                         UntrustedCheckpointError, is_trusted_checkpoint,
+                         UntrustedCheckpointError,
+                         add_trust_checkpoint_argument, is_trusted_checkpoint,
                          load_checkpoint_file, load_local_checkpoint,
                          load_part_checkpoint, preview_keys,
                          register_safe_local_loader, state_dict_mismatch,
@@ -15,7 +16,8 @@ register_safe_local_loader()
 __all__ = [
     'AtomicLocalBackend', 'CheckpointError', 'CrashSafeCheckpointHook',
     'TrustedCheckpointWarning', 'UntrustedCheckpointError',
-    'is_trusted_checkpoint', 'load_checkpoint_file', 'load_local_checkpoint',
+    'add_trust_checkpoint_argument', 'is_trusted_checkpoint',
+    'load_checkpoint_file', 'load_local_checkpoint',
     'load_part_checkpoint', 'preview_keys', 'register_safe_local_loader',
     'state_dict_mismatch', 'trust_checkpoints', 'without_pretrained',
     'cleanup_distributed', 'dist_backend', 'setup_distributed'

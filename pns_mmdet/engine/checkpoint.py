@@ -38,8 +38,10 @@ from mmengine.runner.checkpoint import CheckpointLoader
 from torch import Tensor, nn
 
 __all__ = [
-    'CheckpointError', 'SAFE_GLOBALS', 'TRUST_ENV', 'TrustedCheckpointWarning',
-    'UntrustedCheckpointError', 'is_trusted_checkpoint',
+    'CheckpointError', 'SAFE_GLOBALS', 'TRUST_ENV', 'TRUST_HELP',
+    'TrustedCheckpointWarning',
+    'UntrustedCheckpointError', 'add_trust_checkpoint_argument',
+    'is_trusted_checkpoint',
     'load_checkpoint_file', 'load_local_checkpoint', 'load_part_checkpoint',
     'preview_keys', 'register_safe_local_loader', 'state_dict_mismatch',
     'trust_checkpoints', 'without_pretrained'
@@ -107,6 +109,26 @@ def trust_checkpoints(paths: Optional[Iterable[str]]) -> None:
     current = [p for p in os.environ.get(TRUST_ENV, '').split(os.pathsep)
                if p]
     os.environ[TRUST_ENV] = os.pathsep.join(current + paths)
+
+
+#: Help text of ``--trust-checkpoint`` (tools/infer.py repeats it because
+#: it parses its arguments before importing the package).
+TRUST_HELP = ('fully unpickle this checkpoint file (only for files from a '
+              'trusted source: unpickling can run code); repeatable')
+
+
+def add_trust_checkpoint_argument(parser) -> None:
+    """Add the repeatable ``--trust-checkpoint PATH`` option of the tools.
+
+    Its value (``args.trust_checkpoint``, a list of paths or None) goes to
+    :func:`trust_checkpoints` before any checkpoint is loaded.
+
+    Args:
+        parser (argparse.ArgumentParser): The tool's parser.
+    """
+    parser.add_argument(
+        '--trust-checkpoint', action='append', metavar='PATH',
+        help=TRUST_HELP)
 
 
 def is_trusted_checkpoint(filename: str) -> bool:
