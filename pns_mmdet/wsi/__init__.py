@@ -1,0 +1,13 @@
+"""Whole-slide inference: reading slides, tissue, outputs, running.
+
+Frames: the level-0 frame is slide pixels at pyramid level 0 (what QuPath
+shows; every output uses it); the model frame is pixels at the model's
+``data_mpp``. See docs/wsi.md.
+"""
+from .reader import (BACKENDS, SlideError, SlideMetadataError, SlideReader,
+                     SlideReadError, open_slide)
+
+__all__ = [
+    'BACKENDS', 'SlideError', 'SlideMetadataError', 'SlideReadError',
+    'SlideReader', 'open_slide'
+]
