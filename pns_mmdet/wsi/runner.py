@@ -1,0 +1,698 @@
+"""Whole-slide inference: stream processing tiles through the engine.
+
+Frames (docs/wsi.md):
+
+* **model frame**: slide pixels at the model's resolution ``model_mpp``
+  (the config's ``data_mpp``); the processing-tile grid lives here.
+* **level-0 frame**: slide pixels at pyramid level 0, in the continuous
+  pixel-square convention of GeoJSON/QuPath (pixel column x covers
+  ``[x, x + 1]``). Every output is in this frame: with
+  ``s = model_mpp / slide_mpp``, a model-frame pixel edge at ``u`` is at
+  ``u * s`` in level 0.
+
+A slide is cut into processing tiles of ``tile_size`` px (model frame)
+overlapping by ``overlap`` px, in raster order; the last tile of a row or
+column is flush with the region's border. Between two neighbouring tiles,
+the ownership border is the middle of their overlap, so every tile has a
+*core* (the tile minus about half the overlap on its inner sides; outer
+sides of the region are unbounded) and the cores partition the region.
+
+Ownership: a nucleus found in a tile is kept when its prompt point lies in
+the tile's core, and then dropped when an already stored nucleus has its
+point within ``dedup_radius`` (the same nucleus seen from the neighbouring
+tile with a slightly different point; the engine's point NMS radius inside
+an image). Nuclei cut by a tile border have their points in the halo, so the
+neighbour that sees them whole owns them, provided half the overlap is
+larger than a nucleus plus the engine's edge margin.
+
+The :class:`~pns_mmdet.wsi.store.NucleusStore` is the resume journal: each
+tile's nuclei and its "done" mark are written in one transaction, in raster
+order, so a killed run resumes at the first tile not done and gives the
+same nuclei as an uninterrupted one. Memory is bounded by a few tiles
+(read-ahead) and a thumbnail-sized tissue mask; nuclei live on disk.
+"""
+import json
+import math
+import os
+import os.path as osp
+import platform
+import resource
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import cv2
+import numpy as np
+from scipy import ndimage
+from torch.utils.data import DataLoader, Dataset
+
+from ..utils import atomic_write
+from ..visualization.polygons import mask_to_geometry
+
+__all__ = ['SlideRunner', 'SlideSummary', 'ProcessingTile',
+           'processing_tiles', 'RUN_STATUS_FINISHED']
+
+RUN_STATUS_FINISHED = 'finished'
+# Name of the store while the slide is in progress (the journal).
+PARTIAL_DB = '.nuclei.db.partial'
+
+
+@dataclass(frozen=True)
+class ProcessingTile:
+    """One processing tile, model frame (pixels at ``model_mpp``).
+
+    Attributes:
+        index (int): Raster-order index in the slide's grid (the journal
+            key).
+        x, y, w, h (int): The tile's pixels ``[x, x + w) x [y, y + h)``.
+        core (tuple[float, float, float, float]): x0, y0, x1, y1 of the
+            region it owns (half-open; +-inf on the region's outer sides).
+    """
+    index: int
+    x: int
+    y: int
+    w: int
+    h: int
+    core: Tuple[float, float, float, float]
+
+    def owns(self, px: float, py: float) -> bool:
+        """Whether a point (model frame, pixel-index convention) is in the
+        core."""
+        x0, y0, x1, y1 = self.core
+        return x0 <= px < x1 and y0 <= py < y1
+
+
+def _axis(lo: int, hi: int, size: int,
+          overlap: int) -> List[Tuple[int, int, float, float]]:
+    """Tiles along one axis: (start, length, core_lo, core_hi)."""
+    length = hi - lo
+    if length <= size:
+        return [(lo, length, -math.inf, math.inf)]
+    stride = size - overlap
+    n = int(math.ceil((length - size) / stride)) + 1
+    starts = [lo + i * stride for i in range(n - 1)] + [hi - size]
+    # Ownership border: the middle of two neighbours' overlap.
+    borders = [(starts[i + 1] + starts[i] + size) / 2 for i in range(n - 1)]
+    lows = [-math.inf] + borders
+    highs = borders + [math.inf]
+    return [(s, size, a, b) for s, a, b in zip(starts, lows, highs)]
+
+
+def processing_tiles(region: Tuple[int, int, int, int], tile_size: int,
+                     overlap: int) -> List[ProcessingTile]:
+    """The processing-tile grid of a region, in raster order.
+
+    Args:
+        region (tuple[int, int, int, int]): x0, y0, x1, y1 (model frame,
+            exclusive maxima).
+        tile_size (int): Tile side (px); smaller regions get one tile of the
+            region's size.
+        overlap (int): Overlap of neighbouring tiles (px), < tile_size.
+
+    Returns:
+        list[ProcessingTile]: Row by row, left to right; the cores partition
+        the plane.
+    """
+    if not 0 <= overlap < tile_size:
+        raise ValueError(f'overlap must be in [0, tile_size={tile_size}), '
+                         f'got {overlap}')
+    x0, y0, x1, y1 = region
+    if x1 <= x0 or y1 <= y0:
+        raise ValueError(f'empty region {region}')
+    tiles = []
+    for ys, h, cy0, cy1 in _axis(y0, y1, tile_size, overlap):
+        for xs, w, cx0, cx1 in _axis(x0, x1, tile_size, overlap):
+            tiles.append(
+                ProcessingTile(len(tiles), xs, ys, w, h, (cx0, cy0, cx1, cy1)))
+    return tiles
+
+
+@dataclass
+class SlideSummary:
+    """What :meth:`SlideRunner.run` did for one slide."""
+    slide: str
+    out_dir: str
+    status: str  # 'finished' | 'skipped'
+    tiles_total: int = 0
+    tiles_tissue: int = 0
+    tiles_run: int = 0
+    tiles_resumed: int = 0
+    nuclei: int = 0
+    seconds: float = 0.0
+    outputs: Dict[str, str] = field(default_factory=dict)
+
+    def line(self) -> str:
+        """One human-readable summary line."""
+        if self.status == 'skipped':
+            return (f'{self.slide}: already finished ({self.nuclei} nuclei '
+                    f'in {self.out_dir}); --overwrite to redo')
+        resumed = (f', {self.tiles_resumed} from an earlier run'
+                   if self.tiles_resumed else '')
+        return (f'{self.slide}: {self.nuclei} nuclei, {self.tiles_tissue}/'
+                f'{self.tiles_total} tiles with tissue ({self.tiles_run} run'
+                f'{resumed}), {self.seconds:.1f} s -> {self.out_dir}')
+
+
+class _TileDataset(Dataset):
+    """Reads processing tiles (model frame) from a slide.
+
+    The reader is opened lazily in each process (DataLoader workers get
+    their own handle: openslide handles are not shareable across fork).
+    """
+
+    def __init__(self, path: str, slide_mpp: Optional[float],
+                 model_mpp: float, tiles: Sequence[ProcessingTile]) -> None:
+        self.path = path
+        self.slide_mpp = slide_mpp
+        self.model_mpp = model_mpp
+        self.tiles = list(tiles)
+        self._reader = None
+        self._pid = None
+
+    def __len__(self) -> int:
+        return len(self.tiles)
+
+    def __getitem__(self, i: int):
+        if self._reader is None or self._pid != os.getpid():
+            from .reader import open_slide
+            self._reader = open_slide(self.path, slide_mpp=self.slide_mpp)
+            self._pid = os.getpid()
+        t = self.tiles[i]
+        start = time.perf_counter()
+        rgb = self._reader.read_region(t.x, t.y, t.w, t.h, self.model_mpp)
+        return t.index, np.ascontiguousarray(rgb), time.perf_counter() - start
+
+
+def _no_collate(item):
+    return item
+
+
+class _Timer:
+    """Accumulates seconds per stage; wraps engine methods on an instance
+    (prompter / encoder / decoder) without touching the model's code."""
+
+    STAGES = ('read', 'prompter', 'encoder', 'decoder', 'stitching',
+              'merge', 'writing')
+
+    def __init__(self) -> None:
+        self.seconds = {k: 0.0 for k in self.STAGES}
+        self._wrapped = []
+
+    @contextmanager
+    def stage(self, name: str):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] += time.perf_counter() - start
+
+    def wrap(self, obj, attr: str, name: str) -> None:
+        fn = getattr(obj, attr, None)
+        if fn is None or not callable(fn):
+            return
+
+        def timed(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.seconds[name] += time.perf_counter() - start
+
+        setattr(obj, attr, timed)
+        self._wrapped.append((obj, attr))
+
+    def unwrap(self) -> None:
+        for obj, attr in self._wrapped:
+            # The wrapper is an instance attribute; removing it restores
+            # the class method.
+            obj.__dict__.pop(attr, None)
+        self._wrapped = []
+
+
+def _peak_rss_mb() -> float:
+    """Peak resident memory of this process (MB; Linux reports KB)."""
+    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return kb / 1024.0
+
+
+def _versions() -> Dict[str, str]:
+    import mmdet
+    import mmengine
+    import torch
+
+    from .. import version
+    out = dict(pns_mmdet=version.__version__, torch=torch.__version__,
+               mmdet=mmdet.__version__, mmengine=mmengine.__version__,
+               python=platform.python_version())
+    try:
+        import openslide
+        out['openslide_python'] = openslide.__version__
+        out['openslide'] = openslide.__library_version__
+    except Exception:  # noqa: BLE001  (optional backend)
+        pass
+    return out
+
+
+class SlideRunner:
+    """Run a :class:`~pns_mmdet.apis.NucleusInferencer` over whole slides.
+
+    Args:
+        inferencer: A ``NucleusInferencer`` (``__call__(rgb) ->
+            NucleusResult`` in the tile frame, ``class_names``,
+            ``palette``).
+        model_mpp (float): µm/px the model was trained at (the config's
+            ``data_mpp``); tiles are read at this resolution.
+        tile_size (int): Processing-tile side, model frame px.
+        overlap (int): Overlap of neighbouring processing tiles, model frame
+            px; half of it must exceed a nucleus' diameter plus the engine's
+            ``edge_margin`` (default 128: 64 px = 16 µm at 0.25 µm/px).
+        dedup_radius (float, optional): Model-frame px; a nucleus whose
+            point is this close to a stored one is the neighbour's
+            duplicate. Default: the engine's point NMS radius (prompter
+            ``test_cfg.nms_radius``), else 6.
+        workers (int): DataLoader worker processes reading tiles ahead (0:
+            read in this process).
+        prefetch (int): Tiles read ahead per worker (bounds memory).
+        thumbnail_side (int): Longest side of the thumbnail the tissue mask
+            and the overlay are made at.
+        gz (bool): Write ``nuclei.geojson.gz`` instead of
+            ``nuclei.geojson``.
+        config_name (str): Recorded in run.json and the journal.
+    """
+
+    def __init__(self,
+                 inferencer,
+                 model_mpp: float,
+                 tile_size: int = 1024,
+                 overlap: int = 128,
+                 dedup_radius: Optional[float] = None,
+                 workers: int = 0,
+                 prefetch: int = 2,
+                 thumbnail_side: int = 2048,
+                 gz: bool = False,
+                 config_name: str = '') -> None:
+        if not (isinstance(model_mpp, (int, float)) and model_mpp > 0):
+            raise ValueError(f'model_mpp must be a positive number (µm/px), '
+                             f'got {model_mpp!r}')
+        if int(tile_size) < 32:
+            raise ValueError(f'tile_size must be >= 32 px, got {tile_size}')
+        if not 0 <= int(overlap) < int(tile_size):
+            raise ValueError(f'overlap must be in [0, tile_size={tile_size})'
+                             f', got {overlap}')
+        if int(workers) < 0 or int(prefetch) < 1:
+            raise ValueError('workers must be >= 0 and prefetch >= 1')
+        self.inferencer = inferencer
+        self.model_mpp = float(model_mpp)
+        self.tile_size = int(tile_size)
+        self.overlap = int(overlap)
+        if dedup_radius is None:
+            dedup_radius = self._engine_nms_radius(inferencer)
+        self.dedup_radius = float(dedup_radius)
+        self.workers = int(workers)
+        self.prefetch = int(prefetch)
+        self.thumbnail_side = int(thumbnail_side)
+        self.gz = bool(gz)
+        self.config_name = config_name
+        self.class_names = list(inferencer.class_names)
+        self.palette = [tuple(int(c) for c in p) for p in inferencer.palette]
+
+    @staticmethod
+    def _engine_nms_radius(inferencer) -> float:
+        model = getattr(inferencer, 'model', None)
+        cfg = getattr(getattr(model, 'prompter', None), 'test_cfg', None)
+        radius = (cfg or {}).get('nms_radius', None)
+        return float(radius) if radius else 6.0
+
+    # ------------------------------------------------------------ paths
+    def output_paths(self, slide_out: str) -> Dict[str, str]:
+        """Final output files of a slide folder."""
+        return dict(
+            geojson=osp.join(
+                slide_out,
+                'nuclei.geojson.gz' if self.gz else 'nuclei.geojson'),
+            csv=osp.join(slide_out, 'nuclei.csv'),
+            db=osp.join(slide_out, 'nuclei.db'),
+            tissue_mask=osp.join(slide_out, 'tissue_mask.png'),
+            overlay=osp.join(slide_out, 'thumbnail_overlay.png'),
+            run=osp.join(slide_out, 'run.json'))
+
+    @staticmethod
+    def finished_run(slide_out: str) -> Optional[dict]:
+        """run.json of a finished slide folder, else None."""
+        path = osp.join(slide_out, 'run.json')
+        try:
+            with open(path) as f:
+                run = json.load(f)
+        except (OSError, ValueError):
+            return None
+        if run.get('status') != RUN_STATUS_FINISHED:
+            return None
+        if not all(osp.isfile(p) for p in run.get('outputs', {}).values()):
+            return None
+        return run
+
+    # -------------------------------------------------------------- run
+    def run(self,
+            slide_path: str,
+            slide_out: str,
+            slide_mpp: Optional[float] = None,
+            tissue_mask: Optional[str] = None,
+            roi: Optional[Sequence[int]] = None,
+            overwrite: bool = False,
+            progress: Optional[Callable[[int, int, int], None]] = None,
+            on_start: Optional[Callable[[int], None]] = None
+            ) -> SlideSummary:
+        """Segment every nucleus of one slide into ``slide_out``.
+
+        Args:
+            slide_path (str): Slide file (anything
+                :func:`~pns_mmdet.wsi.reader.open_slide` reads).
+            slide_out (str): Output folder of this slide (created).
+            slide_mpp (float, optional): Overrides the slide's level-0 MPP.
+            tissue_mask (str, optional): Mask image (any size, same aspect
+                as the slide; non-zero = tissue) instead of detection.
+            roi (Sequence[int], optional): x, y, w, h in level-0 pixels;
+                only tiles of this region are processed.
+            overwrite (bool): Redo a finished slide (and drop a journal).
+            progress (callable, optional): ``progress(tiles_done,
+                tiles_todo, nuclei)`` after each tile.
+            on_start (callable, optional): ``on_start(tiles_todo)`` once
+                the grid is known.
+
+        Returns:
+            SlideSummary: Counts, time and the output paths.
+
+        Raises:
+            SlideReadError, SlideMetadataError: From the reader (unreadable
+                slide, no MPP and no ``slide_mpp``).
+            ValueError: Bad ROI or tissue mask, or a journal started with
+                other settings (rerun with ``overwrite``).
+        """
+        from .reader import open_slide
+        from .store import NucleusStore
+        from .writers import write_csv, write_geojson
+        start = time.perf_counter()
+        paths = self.output_paths(slide_out)
+        if not overwrite:
+            done = self.finished_run(slide_out)
+            if done is not None:
+                return SlideSummary(
+                    slide_path, slide_out, 'skipped',
+                    tiles_total=done.get('tiles_total', 0),
+                    tiles_tissue=done.get('tiles_tissue', 0),
+                    nuclei=done.get('nuclei', 0), outputs=done['outputs'])
+        os.makedirs(slide_out, exist_ok=True)
+        partial = osp.join(slide_out, PARTIAL_DB)
+        if overwrite:
+            for p in list(paths.values()) + [partial]:
+                if osp.exists(p):
+                    os.remove(p)
+        elif osp.isfile(paths['db']) and not osp.exists(partial):
+            # Killed after the store was renamed but before run.json: the
+            # journal is complete; finish the outputs again from it.
+            os.replace(paths['db'], partial)
+
+        timer = _Timer()
+        with open_slide(slide_path, slide_mpp=slide_mpp) as reader:
+            s = self.model_mpp / float(reader.mpp)
+            region = self._model_region(reader, roi, s)
+            tiles = processing_tiles(region, self.tile_size, self.overlap)
+            # Never upsample: small slides get a thumbnail of their size.
+            thumb = reader.thumbnail(
+                min(self.thumbnail_side, max(reader.dimensions)))
+            mask = self._tissue(thumb, tissue_mask)
+            scale = (thumb.shape[1] / reader.dimensions[0],
+                     thumb.shape[0] / reader.dimensions[1])
+            keep = self._tiles_with_tissue(tiles, mask, s, scale)
+            params = dict(
+                slide=osp.abspath(slide_path), config=self.config_name,
+                model_mpp=self.model_mpp, slide_mpp=float(reader.mpp),
+                tile_size=self.tile_size, overlap=self.overlap,
+                dedup_radius=self.dedup_radius, region=list(region),
+                tiles=len(tiles), tissue_tiles=len(keep),
+                class_names=self.class_names)
+            dims = tuple(int(v) for v in reader.dimensions)
+            backend = reader.backend
+            slide_mpp_read = float(reader.mpp)
+
+        store = NucleusStore(partial, mode='a')
+        try:
+            old = store.get_meta('params')
+            if old is None:
+                store.set_meta('params', params)
+            elif old != params:
+                diff = sorted(k for k in params if old.get(k) != params[k])
+                raise ValueError(
+                    f'{partial}: this unfinished run was started with other '
+                    f'settings ({", ".join(diff)}); rerun with --overwrite '
+                    'to start again')
+            done_tiles = store.done_tiles()
+            todo = [t for t in keep if t.index not in done_tiles]
+            resumed = len(keep) - len(todo)
+            if on_start is not None:
+                on_start(len(todo))
+            model = getattr(self.inferencer, 'model', None)
+            segmentor = getattr(model, 'segmentor', None)
+            timer.wrap(getattr(model, 'prompter', None), 'predict',
+                       'prompter')
+            timer.wrap(segmentor, 'encode_image', 'encoder')
+            timer.wrap(segmentor, 'decode_prompts', 'decoder')
+            try:
+                n_run = self._process(slide_path, slide_mpp, todo, store, s,
+                                      timer, progress)
+            finally:
+                timer.unwrap()
+            # The engine's own work (tiling, NMS, painting) is what its
+            # calls took beyond the three parts.
+            timer.seconds['stitching'] -= (timer.seconds['prompter'] +
+                                           timer.seconds['encoder'] +
+                                           timer.seconds['decoder'])
+            with timer.stage('writing'):
+                nuclei = len(store)
+                names, palette = self.class_names, self.palette
+                write_geojson(store.iter_records(), paths['geojson'],
+                              names, palette, self.gz)
+                write_csv(store.iter_records(), paths['csv'])
+                self._write_pngs(thumb, mask, store, paths, scale)
+        finally:
+            store.close()
+        os.replace(partial, paths['db'])
+        seconds = time.perf_counter() - start
+        outputs = {k: v for k, v in paths.items() if k != 'run'}
+        area_mm2 = sum(
+            (min(t.core[2], t.x + t.w) - max(t.core[0], t.x)) *
+            (min(t.core[3], t.y + t.h) - max(t.core[1], t.y))
+            for t in keep) * (self.model_mpp * 1e-3)**2
+        run = dict(
+            status=RUN_STATUS_FINISHED, slide=osp.abspath(slide_path),
+            backend=backend, dimensions=list(dims),
+            slide_mpp=slide_mpp_read, model_mpp=self.model_mpp,
+            scale=s, config=self.config_name, tile_size=self.tile_size,
+            overlap=self.overlap, dedup_radius=self.dedup_radius,
+            roi=list(roi) if roi is not None else None,
+            region_model=list(region), tiles_total=len(tiles),
+            tiles_tissue=len(keep), tiles_done=len(keep),
+            tiles_run=n_run, tiles_resumed=resumed, nuclei=nuclei,
+            tissue_area_mm2=area_mm2, seconds=seconds,
+            seconds_by_stage=timer.seconds, peak_rss_mb=_peak_rss_mb(),
+            workers=self.workers, versions=_versions(), outputs=outputs)
+        with atomic_write(paths['run'], 'w') as f:
+            json.dump(run, f, indent=2)
+        return SlideSummary(slide_path, slide_out, 'finished',
+                            tiles_total=len(tiles), tiles_tissue=len(keep),
+                            tiles_run=n_run, tiles_resumed=resumed,
+                            nuclei=nuclei, seconds=seconds, outputs=outputs)
+
+    # ---------------------------------------------------------- helpers
+    def _model_region(self, reader, roi, s) -> Tuple[int, int, int, int]:
+        """Processing region in the model frame (from an optional level-0
+        ROI, clipped to the slide)."""
+        w0, h0 = reader.dimensions
+        if roi is None:
+            x, y, w, h = 0, 0, w0, h0
+        else:
+            if len(roi) != 4 or min(roi[2], roi[3]) <= 0:
+                raise ValueError(f'--roi must be X Y W H with W, H > 0 '
+                                 f'(level-0 pixels), got {list(roi)}')
+            x, y, w, h = (int(v) for v in roi)
+            if x >= w0 or y >= h0 or x + w <= 0 or y + h <= 0:
+                raise ValueError(
+                    f'--roi {x} {y} {w} {h} lies outside the slide '
+                    f'{reader.path} ({w0} x {h0} level-0 px)')
+            x1, y1 = min(x + w, w0), min(y + h, h0)
+            x, y = max(x, 0), max(y, 0)
+            w, h = x1 - x, y1 - y
+        return (int(math.floor(x / s)), int(math.floor(y / s)),
+                int(math.ceil((x + w) / s - 1e-9)),
+                int(math.ceil((y + h) / s - 1e-9)))
+
+    def _tissue(self, thumb: np.ndarray,
+                tissue_mask: Optional[str]) -> np.ndarray:
+        """Boolean tissue mask at the thumbnail's size."""
+        th, tw = thumb.shape[:2]
+        if tissue_mask is None:
+            from .tissue import detect_tissue
+            mask = np.asarray(detect_tissue(thumb), dtype=bool)
+            if mask.shape != (th, tw):
+                mask = cv2.resize(mask.astype(np.uint8), (tw, th),
+                                  interpolation=cv2.INTER_NEAREST) > 0
+            return mask
+        from .tissue import load_tissue_mask
+        mask = np.asarray(load_tissue_mask(tissue_mask), dtype=bool)
+        if mask.ndim != 2:
+            raise ValueError(f'--tissue-mask {tissue_mask}: expected a 2-D '
+                             f'mask image, got shape {mask.shape}')
+        mh, mw = mask.shape
+        if abs(mw / mh - tw / th) > 0.05 * (tw / th) + 2.0 / min(mh, th):
+            raise ValueError(
+                f'--tissue-mask {tissue_mask}: its aspect ratio ({mw} x '
+                f'{mh}) differs from the slide\'s ({tw} x {th} thumbnail); '
+                'the mask must cover the whole slide')
+        return cv2.resize(mask.astype(np.uint8), (tw, th),
+                          interpolation=cv2.INTER_NEAREST) > 0
+
+    @staticmethod
+    def _tiles_with_tissue(tiles, mask, s, scale) -> List[ProcessingTile]:
+        """Tiles whose core (within the tile) touches tissue in the
+        thumbnail mask (dilated one thumbnail pixel: it is coarse)."""
+        mask = ndimage.binary_dilation(mask, iterations=1)
+        th, tw = mask.shape
+        keep = []
+        for t in tiles:
+            x0 = max(t.core[0], t.x) * s * scale[0]
+            x1 = min(t.core[2], t.x + t.w) * s * scale[0]
+            y0 = max(t.core[1], t.y) * s * scale[1]
+            y1 = min(t.core[3], t.y + t.h) * s * scale[1]
+            c0 = min(max(int(math.floor(x0)), 0), tw - 1)
+            r0 = min(max(int(math.floor(y0)), 0), th - 1)
+            c1 = max(min(int(math.ceil(x1)), tw), c0 + 1)
+            r1 = max(min(int(math.ceil(y1)), th), r0 + 1)
+            if mask[r0:r1, c0:c1].any():
+                keep.append(t)
+        return keep
+
+    def _process(self, slide_path, slide_mpp, todo, store, s, timer,
+                 progress) -> int:
+        """Run the engine over the tiles still to do, in raster order."""
+        dataset = _TileDataset(slide_path, slide_mpp, self.model_mpp, todo)
+        loader_kwargs = dict(batch_size=None, shuffle=False,
+                             num_workers=self.workers,
+                             collate_fn=_no_collate)
+        if self.workers > 0:
+            loader_kwargs.update(prefetch_factor=self.prefetch,
+                                 persistent_workers=False)
+        loader = DataLoader(dataset, **loader_kwargs)
+        tile_by_index = {t.index: t for t in todo}
+        next_id = store.max_id() + 1 if hasattr(store, 'max_id') else (
+            len(store) + 1)
+        nuclei = len(store)
+        n = 0
+        iterator = iter(loader)
+        while True:
+            with timer.stage('read'):
+                try:
+                    index, rgb, read_s = next(iterator)
+                except StopIteration:
+                    break
+            # With workers, 'read' is the wait for the next tile (reading
+            # overlaps the model); the workers' own read time is kept apart.
+            timer.seconds['read_in_workers'] = timer.seconds.get(
+                'read_in_workers', 0.0) + (read_s if self.workers else 0.0)
+            tile = tile_by_index[index]
+            with timer.stage('stitching'):
+                result = self.inferencer(rgb)
+            with timer.stage('merge'):
+                records = self._records(tile, rgb, result, store, s, next_id)
+            with timer.stage('writing'):
+                store.add_tile(tile.index, records)
+            next_id += len(records)
+            nuclei += len(records)
+            n += 1
+            if progress is not None:
+                progress(n, len(todo), nuclei)
+        return n
+
+    def _records(self, tile: ProcessingTile, rgb: np.ndarray, result, store,
+                 s: float, next_id: int) -> list:
+        """The nuclei this tile owns, as level-0 records."""
+        from .measurements import nucleus_measurements
+        from .store import NucleusRecord
+        inst = np.asarray(result.inst_map)
+        if len(result.labels) == 0:
+            return []
+        slices = ndimage.find_objects(inst)
+        radius0 = self.dedup_radius * s
+        records = []
+        for k in range(len(result.labels)):
+            px, py = (float(v) for v in result.points[k])
+            gx, gy = tile.x + px, tile.y + py
+            if not tile.owns(gx, gy) or k >= len(slices) or \
+                    slices[k] is None:
+                continue
+            # Points: pixel-index convention -> pixel-square frame.
+            point = ((gx + 0.5) * s, (gy + 0.5) * s)
+            if store.near(point[0], point[1], radius0):
+                continue  # the neighbour tile already stored this nucleus
+            sy, sx = slices[k]
+            mask = self._one_region(inst[sy, sx] == k + 1)
+            if not mask.any():
+                continue
+            ys, xs = np.nonzero(mask)
+            ox, oy = tile.x + sx.start, tile.y + sy.start
+            geom = mask_to_geometry(mask, (ox, oy))
+            ring = np.asarray(geom.exterior.coords, dtype=np.float64)[:-1]
+            label = int(result.labels[k])
+            meas = nucleus_measurements(mask, rgb[sy, sx], self.model_mpp)
+            records.append(
+                NucleusRecord(
+                    id=next_id + len(records),
+                    x=(ox + xs.mean() + 0.5) * s,
+                    y=(oy + ys.mean() + 0.5) * s,
+                    box=((ox + xs.min()) * s, (oy + ys.min()) * s,
+                         (ox + xs.max() + 1) * s, (oy + ys.max() + 1) * s),
+                    label=label,
+                    class_name=str(self.class_names[label]),
+                    score=float(result.scores[k]),
+                    polygon=ring * s,
+                    point=point,
+                    measurements={k2: float(v)
+                                  for k2, v in meas.items()}))
+        return records
+
+    @staticmethod
+    def _one_region(mask: np.ndarray) -> np.ndarray:
+        """The largest 8-connected part of a mask, holes filled: one simple
+        polygon per nucleus, so the polygon, the box and the measurements
+        describe the same pixels."""
+        lab, n = ndimage.label(mask, structure=np.ones((3, 3), bool))
+        if n > 1:
+            sizes = np.bincount(lab.ravel())[1:]
+            mask = lab == (int(np.argmax(sizes)) + 1)
+        return ndimage.binary_fill_holes(mask)
+
+    def _write_pngs(self, thumb, mask, store, paths, scale) -> None:
+        """tissue_mask.png and thumbnail_overlay.png (nuclei drawn on the
+        thumbnail, streamed from the store)."""
+        with atomic_write(paths['tissue_mask'], 'wb') as f:
+            ok, buf = cv2.imencode('.png', mask.astype(np.uint8) * 255)
+            f.write(buf.tobytes())
+        canvas = np.ascontiguousarray(thumb[..., ::-1])  # BGR for cv2
+        contours, _ = cv2.findContours(mask.astype(np.uint8),
+                                       cv2.RETR_EXTERNAL,
+                                       cv2.CHAIN_APPROX_SIMPLE)
+        cv2.drawContours(canvas, contours, -1, (0, 160, 0), 1)
+        sx, sy = scale
+        for rec in store.iter_records():
+            colour = self.palette[rec.label % len(self.palette)][::-1]
+            pts = np.asarray(rec.polygon, dtype=np.float64)
+            pts = np.round(pts * (sx, sy)).astype(np.int32)
+            if len(pts) >= 3 and np.ptp(pts, axis=0).max() >= 2:
+                cv2.polylines(canvas, [pts], True, colour, 1)
+            else:  # a nucleus smaller than two thumbnail pixels: a dot
+                cx, cy = int(rec.x * sx), int(rec.y * sy)
+                if 0 <= cy < canvas.shape[0] and 0 <= cx < canvas.shape[1]:
+                    canvas[cy, cx] = colour
+        with atomic_write(paths['overlay'], 'wb') as f:
+            ok, buf = cv2.imencode('.png', canvas)
+            f.write(buf.tobytes())
