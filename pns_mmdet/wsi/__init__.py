@@ -6,8 +6,10 @@ shows; every output uses it); the model frame is pixels at the model's
 """
 from .reader import (BACKENDS, SlideError, SlideMetadataError, SlideReader,
                      SlideReadError, open_slide)
+from .synthetic_slide import SYNTHETIC_RENDER_MPP, make_synthetic_slide
 
 __all__ = [
     'BACKENDS', 'SlideError', 'SlideMetadataError', 'SlideReadError',
-    'SlideReader', 'open_slide'
+    'SlideReader', 'open_slide', 'SYNTHETIC_RENDER_MPP',
+    'make_synthetic_slide'
 ]
