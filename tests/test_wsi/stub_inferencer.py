@@ -121,7 +121,9 @@ class BlobSegmentor(nn.Module):
 
 def stub_inferencer(config, device='cpu', sleep=0.0):
     """A NucleusInferencer built from ``config`` with the stub parts."""
-    from pns_mmdet.apis import NucleusInferencer
+    # The defining module: pns_mmdet.apis.NucleusInferencer may be this
+    # file's StubInferencer (monkeypatched for the CLI).
+    from pns_mmdet.apis.inference import NucleusInferencer
     inferencer = NucleusInferencer(config, device=device)
     inferencer.model.prompter = BlobPrompter(sleep)
     inferencer.model.segmentor = BlobSegmentor()
