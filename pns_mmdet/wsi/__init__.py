@@ -7,9 +7,11 @@ shows; every output uses it); the model frame is pixels at the model's
 from .reader import (BACKENDS, SlideError, SlideMetadataError, SlideReader,
                      SlideReadError, open_slide)
 from .synthetic_slide import SYNTHETIC_RENDER_MPP, make_synthetic_slide
+from .tissue import TISSUE_CHANNELS, detect_tissue, load_tissue_mask
 
 __all__ = [
     'BACKENDS', 'SlideError', 'SlideMetadataError', 'SlideReadError',
     'SlideReader', 'open_slide', 'SYNTHETIC_RENDER_MPP',
-    'make_synthetic_slide'
+    'make_synthetic_slide', 'TISSUE_CHANNELS', 'detect_tissue',
+    'load_tissue_mask'
 ]
