@@ -8,6 +8,11 @@
 Every converter and the synthetic generator go through
 :func:`instance_map_to_coco` / :class:`CocoLayoutWriter`, so decoding the
 written annotations reproduces the instance maps pixel for pixel.
+
+Every file is written to a temporary name and renamed when complete
+(:func:`pns_mmdet.utils.atomic_write`), and the annotation JSON files come
+last: a converter killed at any moment leaves no truncated PNG or JSON under
+a final name, and no annotation file listing images not yet written.
 """
 import json
 import os
@@ -17,6 +22,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Union
 import cv2
 import numpy as np
 
+from ..utils import atomic_write
 from .coco_utils import (instance_classes_from_class_map,
                          instance_map_to_annotations)
 from .io import check_instance_map, to_uint8_rgb
@@ -164,10 +170,8 @@ class CocoLayoutWriter:
         self._next_ann_id += len(anns)
         file_name = f'{stem}.png'
         # cv2 writes BGR; PNG keeps the RGB values exactly.
-        if not cv2.imwrite(osp.join(self.out_root, 'images', file_name),
-                           np.ascontiguousarray(image[..., ::-1])):
-            raise OSError(f'could not write image for {name} under '
-                          f'{self.out_root}/images')
+        _write_png(osp.join(self.out_root, 'images', file_name),
+                   np.ascontiguousarray(image[..., ::-1]), name)
         if self.write_maps:
             self._write_maps(stem, inst_map, anns)
         entry = dict(id=img_id, file_name=file_name, height=h, width=w)
@@ -190,10 +194,10 @@ class CocoLayoutWriter:
             for a in anns:
                 lut[a['inst_id']] = a['category_id']
             cls_map = lut[inst_map]
-        cv2.imwrite(osp.join(self.out_root, 'inst_maps', f'{stem}.png'),
-                    out_inst.astype(np.uint16))
-        cv2.imwrite(osp.join(self.out_root, 'class_maps', f'{stem}.png'),
-                    cls_map)
+        _write_png(osp.join(self.out_root, 'inst_maps', f'{stem}.png'),
+                   out_inst.astype(np.uint16), stem)
+        _write_png(osp.join(self.out_root, 'class_maps', f'{stem}.png'),
+                   cls_map, stem)
 
     def save(self) -> Dict[str, str]:
         """Write ``annotations/<split>.json`` for every split.
@@ -214,10 +218,24 @@ class CocoLayoutWriter:
                         annotations=old['annotations'] + data['anns'],
                         categories=categories)
             path = osp.join(self.out_root, 'annotations', f'{split}.json')
-            with open(path, 'w') as f:
+            # fsync: the JSON is what marks the conversion as done.
+            with atomic_write(path, 'w') as f:
                 json.dump(coco, f)
             paths[split] = path
         return paths
+
+
+def _write_png(path: str, arr: np.ndarray, name: str) -> None:
+    """Encode ``arr`` (as ``cv2.imwrite``: BGR) and write it atomically.
+
+    No fsync per file (thousands of tiles; a kill cannot truncate them
+    anyway, only a power loss could, and the JSON written last is synced).
+    """
+    ok, data = cv2.imencode('.png', arr)
+    if not ok:
+        raise OSError(f'could not encode {path} (from {name})')
+    with atomic_write(path, 'wb', fsync=False) as f:
+        f.write(data.tobytes())
 
 
 def instance_map_to_coco(samples: Iterable[dict],
