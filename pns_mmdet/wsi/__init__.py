@@ -4,12 +4,14 @@ Frames: the level-0 frame is slide pixels at pyramid level 0 (what QuPath
 shows; every output uses it); the model frame is pixels at the model's
 ``data_mpp``. See docs/wsi.md.
 """
+from .measurements import MEASUREMENT_KEYS, nucleus_measurements
 from .reader import (BACKENDS, SlideError, SlideMetadataError, SlideReader,
                      SlideReadError, open_slide)
 from .synthetic_slide import SYNTHETIC_RENDER_MPP, make_synthetic_slide
 from .tissue import TISSUE_CHANNELS, detect_tissue, load_tissue_mask
 
 __all__ = [
+    'MEASUREMENT_KEYS', 'nucleus_measurements',
     'BACKENDS', 'SlideError', 'SlideMetadataError', 'SlideReadError',
     'SlideReader', 'open_slide', 'SYNTHETIC_RENDER_MPP',
     'make_synthetic_slide', 'TISSUE_CHANNELS', 'detect_tissue',
