@@ -7,13 +7,15 @@ shows; every output uses it); the model frame is pixels at the model's
 from .measurements import MEASUREMENT_KEYS, nucleus_measurements
 from .reader import (BACKENDS, SlideError, SlideMetadataError, SlideReader,
                      SlideReadError, open_slide)
+from .store import STORE_FORMAT, NucleusRecord, NucleusStore
 from .synthetic_slide import SYNTHETIC_RENDER_MPP, make_synthetic_slide
 from .tissue import TISSUE_CHANNELS, detect_tissue, load_tissue_mask
 
 __all__ = [
     'MEASUREMENT_KEYS', 'nucleus_measurements',
     'BACKENDS', 'SlideError', 'SlideMetadataError', 'SlideReadError',
-    'SlideReader', 'open_slide', 'SYNTHETIC_RENDER_MPP',
+    'SlideReader', 'open_slide', 'STORE_FORMAT', 'NucleusRecord',
+    'NucleusStore', 'SYNTHETIC_RENDER_MPP',
     'make_synthetic_slide', 'TISSUE_CHANNELS', 'detect_tissue',
     'load_tissue_mask'
 ]
