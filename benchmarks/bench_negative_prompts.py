@@ -58,8 +58,7 @@ def build_runner(k: int, data_root: str, work_dir: str,
     cfg = Config.fromfile(CONFIG)
     cfg.work_dir = work_dir
     cfg.randomness = dict(seed=args.seed)
-    cfg.model.train_cfg.num_neg_prompts = k
-    cfg.model.test_cfg.num_neg_prompts = k
+    cfg.model.num_neg_prompts = k
     root = data_root.rstrip('/') + '/'
     cfg.train_dataloader.dataset.data_root = root
     cfg.test_dataloader.dataset.data_root = root
@@ -78,6 +77,7 @@ def build_runner(k: int, data_root: str, work_dir: str,
 
 def test(runner, k: int, dtype=None) -> dict:
     model = runner.model
+    # An explicit test-time override of the trained K (logged).
     model.test_cfg['num_neg_prompts'] = k
     model.test_cfg['autocast_dtype'] = dtype
     return runner.test()

@@ -201,13 +201,14 @@ def upstream_style_segmentor(model, img, points, encoder) -> int:
     import torch.nn.functional as F
     from segment_anything.modeling.mask_decoder import MaskDecoder
 
-    from pns_mmdet.models.utils import (build_point_prompts, make_tiles,
-                                        pad_to_size, points_in_tiles)
+    from pns_mmdet.models.inference import (make_tiles, pad_to_size,
+                                            part_input, points_in_tiles)
+    from pns_mmdet.models.utils import build_point_prompts
     seg = model.segmentor
     size = seg.img_size
-    img = model.part_input(img, seg)
-    tiles = make_tiles(img.shape[-2:], size,
-                       size - model.test_cfg['seg_tile_overlap'])
+    img = part_input(img, seg)
+    decoder = model.tiled_decoder()
+    tiles = make_tiles(img.shape[-2:], size, size - decoder.tile_overlap)
     inside = points_in_tiles(points, tiles)
     count = 0
     for t, (x1, y1, x2, y2) in enumerate(tiles.tolist()):
@@ -217,8 +218,8 @@ def upstream_style_segmentor(model, img, points, encoder) -> int:
         tile = pad_to_size(img[:, y1:y2, x1:x2], (size, size))[None]
         emb = encoder(tile)
         local = points[idx] - points.new_tensor([x1, y1])
-        coords, labels = build_point_prompts(
-            local, model.test_cfg['num_neg_prompts'])
+        coords, labels = build_point_prompts(local,
+                                             decoder.num_neg_prompts)
         sparse, dense = seg.prompt_encoder(
             points=(coords, labels), boxes=None, masks=None)
         low, _ = MaskDecoder.forward(seg.mask_decoder, emb,

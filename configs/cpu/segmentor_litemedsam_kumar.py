@@ -12,8 +12,7 @@ _base_ = [
 
 model = dict(
     image_encoder=dict(frozen=True),
-    train_cfg=dict(num_prompts_per_img=16, num_neg_prompts=1,
-                   autocast_dtype='auto'))
+    train_cfg=dict(num_prompts_per_img=16, autocast_dtype='auto'))
 train_dataloader = dict(
     batch_size=4, dataset=dict(pipeline=_base_.segmentor_train_pipeline))
 val_evaluator = dict(_delete_=True, type='NucleusInstanceMetric')

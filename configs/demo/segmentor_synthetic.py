@@ -16,7 +16,8 @@ model = dict(
     # embeddings (4 MB each). bfloat16 autocast where the CPU or GPU runs it
     # natively (~1.7x faster decoder), float32 elsewhere.
     train_cfg=dict(
-        num_prompts_per_img=8, num_neg_prompts=1, embedding_cache_size=64,
+        num_prompts_per_img=8,
+        embedding_cache=dict(type='EmbeddingCache', max_entries=64),
         autocast_dtype='auto'))
 
 # Flips only: the cache holds every training input after the first epochs.

@@ -47,8 +47,7 @@ def test_agreement_values():
 
 def tiny_promptnucseg():
     torch.manual_seed(0)
-    return tiny_models.build_model(
-        test_cfg=dict(seg_tile_overlap=16)).eval()
+    return tiny_models.build_model(test_cfg=dict()).eval()
 
 
 def test_upstream_reference_decodes_every_prompt_in_every_tile():

@@ -55,8 +55,7 @@ model = dict(
                             input_image_size=(64, 64)),
         mask_decoder=dict(type='SAMMaskDecoder', transformer_dim=32,
                           transformer_depth=1, transformer_mlp_dim=64,
-                          transformer_num_heads=2, iou_head_hidden_dim=16)),
-    test_cfg=dict(seg_tile_overlap=16))
+                          transformer_num_heads=2, iou_head_hidden_dim=16)))
 test_dataloader = dict(dataset=dict(
     type='NucleusDataset',
     metainfo=dict(classes=('tumour', 'immune'),
@@ -136,7 +135,8 @@ class DiscSegmentor(torch.nn.Module):
     def encode_image(self, inputs):
         return inputs[:, :1]
 
-    def decode_prompts(self, emb, coords, labels, chunk_size=256):
+    def decode_prompts(self, emb, coords, labels, chunk_size=256,
+                       upsample=True):
         s = self.img_size
         yy, xx = torch.meshgrid(
             torch.arange(s), torch.arange(s), indexing='ij')

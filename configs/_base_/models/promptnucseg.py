@@ -8,9 +8,9 @@ model = dict(
     test_cfg=dict(
         prompter_tile_size=1024,  # larger images: overlapping tiles
         prompter_tile_overlap=64,
-        seg_tile_overlap=64,  # epsilon: 256 tiles every 192 px
         # None: as the segmentor's test_cfg (K it was trained with, Table 7;
-        # prompts per decoder call; mask logit threshold).
+        # prompts per decoder call; mask logit threshold); the segmentor
+        # tile overlap is segmentor.test_cfg.tile_overlap.
         num_neg_prompts=None,
         chunk_size=None,
         mask_threshold=None,

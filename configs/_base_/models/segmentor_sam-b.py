@@ -39,9 +39,12 @@ model = dict(
         type='DiceLoss', use_sigmoid=True, activate=True, naive_dice=True,
         eps=1.0, loss_weight=1.0),
     loss_iou=dict(type='MSELoss', loss_weight=1.0),
-    # Z nuclei per image (20 PanNuke, 25 Kumar/CPM-17), K nearest
-    # negatives (K = 1 is the paper's best, Table 7).
-    train_cfg=dict(num_prompts_per_img=20, num_neg_prompts=1,
-                   mask_threshold=0.0),
-    test_cfg=dict(num_neg_prompts=1, chunk_size=256, mask_threshold=0.0,
-                  tile_overlap=64, autocast_dtype=None))
+    # K nearest negatives, for training and testing (K = 1 is the paper's
+    # best, Table 7).
+    num_neg_prompts=1,
+    # Z nuclei per image (20 PanNuke, 25 Kumar/CPM-17).
+    train_cfg=dict(num_prompts_per_img=20, mask_threshold=0.0),
+    # tile_overlap: epsilon of the segmentor tiles (256 every 192 px), also
+    # used by the end-to-end model.
+    test_cfg=dict(chunk_size=256, mask_threshold=0.0, tile_overlap=64,
+                  autocast_dtype=None))

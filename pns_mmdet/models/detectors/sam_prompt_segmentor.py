@@ -1,21 +1,21 @@
 """SAM fine-tuned to segment one nucleus per point prompt (PromptNucSeg)."""
-import hashlib
-from collections import OrderedDict
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 from mmdet.models.detectors.base import BaseDetector
-from mmdet.registry import MODELS
+from mmdet.registry import MODELS, TASK_UTILS
 from mmdet.structures import DetDataSample, OptSampleList, SampleList
-from mmdet.structures.mask import mask2bbox
 from mmdet.utils import ConfigType, OptConfigType, OptMultiConfig
-from mmengine.structures import InstanceData
+from mmengine.structures import PixelData
 from torch import Tensor
 
+from ..inference import (TiledDecoder, class_map, rescale_instances,
+                         stitch_instances)
 from ..sam.checkpoint import load_sam_checkpoint
 from ..utils.autocast import autocast_context, check_autocast_dtype
-from ..utils.prompts import build_point_prompts, sample_interior_points
+from ..utils.prompts import (build_point_prompts, resolve_num_neg_prompts,
+                             sample_interior_points)
 
 __all__ = ['SAMPromptSegmentor']
 
@@ -39,11 +39,13 @@ class SAMPromptSegmentor(BaseDetector):
     predicted IoU and the IoU of the thresholded mask (target detached).
 
     Inference (``predict``, the "oracle" mode of the paper's Table 7): the
-    ground-truth points ``gt_instances.points`` are the prompts. Inputs
-    larger than ``img_size`` (Kumar, CPM-17) are covered by overlapping
-    ``img_size`` tiles; each prompt is decoded in the tile where it lies
-    farthest from an inner tile edge. The end-to-end model instead calls
-    :meth:`encode_image` and :meth:`decode_prompts` with prompter points.
+    ground-truth points ``gt_instances.points`` are the prompts, run
+    through the same engine as the end-to-end model
+    (:class:`~pns_mmdet.models.inference.TiledDecoder` with
+    ``policy='oracle'``: overlapping ``img_size`` tiles, each prompt decoded
+    in the tile where it is most central, the K nearest prompts of that
+    tile as negatives; then :func:`stitch_instances`). Oracle and
+    end-to-end results thus differ only in the prompts.
 
     Args:
         image_encoder (dict): Config of the image encoder
@@ -54,6 +56,9 @@ class SAMPromptSegmentor(BaseDetector):
         mask_decoder (dict): Config of ``SAMMaskDecoder``.
         img_size (int): Side of the square model input, pixels. Defaults to
             256.
+        num_neg_prompts (int): K, the negative prompts per prompt (paper
+            Eq. 7), for training and testing. ``train_cfg`` / ``test_cfg``
+            may override it on purpose (logged). Defaults to 1.
         checkpoint (str, optional): SAM-layout checkpoint loaded strictly at
             build (path, or ``package://...``; see
             :func:`pns_mmdet.models.sam.load_sam_checkpoint`). None keeps
@@ -64,22 +69,22 @@ class SAMPromptSegmentor(BaseDetector):
         loss_dice (dict): Dice loss on mask logits, mean over masks.
         loss_iou (dict): Loss between predicted and actual IoU.
         train_cfg (dict, optional): ``num_prompts_per_img`` (Z, default 20),
-            ``num_neg_prompts`` (K, default 1), ``mask_threshold`` (logit,
-            default 0.0), ``embedding_cache_size`` (default 0 = off): with a
-            frozen image encoder, keep up to this many image embeddings
-            (LRU, keyed by a hash of the exact input tensor, so augmented
-            variants are separate entries and never stale) so repeated
-            epochs only train the decoder; ``autocast_dtype`` (default None;
-            'bfloat16' runs the forward passes under CPU/GPU autocast, the
-            losses stay in float32: about 1.7x faster decoder training on a
-            CPU with AVX-512 BF16; 'auto' uses bfloat16 only where the
-            hardware runs it natively, see ``models/utils/autocast.py``).
-        test_cfg (dict, optional): ``num_neg_prompts`` (default 1),
+            ``num_neg_prompts`` (override of K), ``mask_threshold`` (logit,
+            default 0.0), ``embedding_cache`` (default None; with a frozen
+            image encoder, ``dict(type='EmbeddingCache', max_entries=N)``
+            encodes each distinct input once, see
+            :class:`~pns_mmdet.models.task_modules.EmbeddingCache`),
+            ``autocast_dtype`` (default None; 'bfloat16' runs the forward
+            passes under CPU/GPU autocast, the losses stay in float32;
+            'auto' uses bfloat16 only where the hardware runs it natively,
+            see ``models/utils/autocast.py``).
+        test_cfg (dict, optional): ``num_neg_prompts`` (override of K),
             ``chunk_size`` (prompts per decoder batch, default 256),
             ``mask_threshold`` (default 0.0), ``tile_overlap`` (pixels,
-            default img_size / 4, i.e. upstream's 64 at 256 px),
-            ``autocast_dtype`` (None, 'bfloat16', 'float16' or 'auto';
-            default None = float32).
+            default img_size / 4, i.e. upstream's 64 at 256 px; the one
+            owner of the segmentor tile overlap, also for the end-to-end
+            model), ``nms_iou_thr`` (box NMS of the oracle, default None =
+            every prompt keeps its mask), ``autocast_dtype``.
         data_preprocessor (dict, optional): ``DetDataPreprocessor`` config;
             it should pad to multiples of ``img_size``.
         init_cfg (dict, optional): Initialisation config.
@@ -90,6 +95,7 @@ class SAMPromptSegmentor(BaseDetector):
                  prompt_encoder: ConfigType,
                  mask_decoder: ConfigType,
                  img_size: int = 256,
+                 num_neg_prompts: int = 1,
                  checkpoint: Optional[str] = None,
                  loss_focal: ConfigType = dict(
                      type='FocalLoss',
@@ -119,30 +125,43 @@ class SAMPromptSegmentor(BaseDetector):
         self.loss_focal = MODELS.build(loss_focal)
         self.loss_dice = MODELS.build(loss_dice)
         self.loss_iou = MODELS.build(loss_iou)
+        self.num_neg_prompts = int(num_neg_prompts)
         self.train_cfg = dict(
             num_prompts_per_img=20,
-            num_neg_prompts=1,
+            num_neg_prompts=None,
             mask_threshold=0.0,
-            embedding_cache_size=0,
+            embedding_cache=None,
             autocast_dtype=None)
         self.train_cfg.update(train_cfg or {})
-        if (self.train_cfg['embedding_cache_size'] > 0
-                and not getattr(self.image_encoder, 'frozen', False)):
-            raise ValueError('train_cfg.embedding_cache_size > 0 needs a '
-                             'frozen image encoder (image_encoder.frozen='
-                             'True): a trained encoder changes embeddings')
-        self._embedding_cache: 'OrderedDict[str, Tensor]' = OrderedDict()
         self.test_cfg = dict(
-            num_neg_prompts=1,
+            num_neg_prompts=None,
             chunk_size=256,
             mask_threshold=0.0,
             tile_overlap=img_size // 4,
+            nms_iou_thr=None,
             autocast_dtype=None)
         self.test_cfg.update(test_cfg or {})
         for name, cfg in (('train_cfg', self.train_cfg),
                           ('test_cfg', self.test_cfg)):
             check_autocast_dtype(cfg['autocast_dtype'],
                                  f'{name}.autocast_dtype')
+            cfg['num_neg_prompts'] = resolve_num_neg_prompts(
+                self.num_neg_prompts, cfg['num_neg_prompts'],
+                f'SAMPromptSegmentor {name}')
+        if 'embedding_cache_size' in self.train_cfg:
+            raise ValueError(
+                'train_cfg.embedding_cache_size is gone: name the component, '
+                "train_cfg.embedding_cache=dict(type='EmbeddingCache', "
+                'max_entries=N)')
+        self.embedding_cache = None
+        if self.train_cfg['embedding_cache'] is not None:
+            if not getattr(self.image_encoder, 'frozen', False):
+                raise ValueError(
+                    'train_cfg.embedding_cache needs a frozen image encoder '
+                    '(image_encoder.frozen=True): a trained encoder changes '
+                    'embeddings')
+            self.embedding_cache = TASK_UTILS.build(
+                self.train_cfg['embedding_cache'])
         if not 0 <= self.test_cfg['tile_overlap'] < img_size:
             raise ValueError('test_cfg.tile_overlap must be in [0, img_size),'
                              f' got {self.test_cfg["tile_overlap"]}')
@@ -367,8 +386,9 @@ class SAMPromptSegmentor(BaseDetector):
             (Z, S, S), predicted IoU (Z,) and target masks (Z, S, S) bool.
         """
         cfg = self.train_cfg
-        if cfg['embedding_cache_size'] > 0:
-            embeddings = self._encode_cached(batch_inputs)
+        if self.embedding_cache is not None:
+            embeddings = self.embedding_cache.encode(batch_inputs,
+                                                     self.encode_image)
         else:
             embeddings = self.encode_image(batch_inputs)
         all_logits, all_ious, all_targets = [], [], []
@@ -442,8 +462,8 @@ class SAMPromptSegmentor(BaseDetector):
         """Segment the nuclei prompted by the ground-truth points.
 
         Args:
-            batch_inputs (Tensor): (B, 3, H, W) normalised inputs, H and W
-                multiples of ``img_size`` (padded here otherwise).
+            batch_inputs (Tensor): (B, 3, H, W) normalised inputs (any
+                padding; each image is cut to its ``img_shape``).
             batch_data_samples (list[DetDataSample]): with
                 ``gt_instances.points`` (N, 2) and ``labels`` in the
                 ``img_shape`` frame.
@@ -452,42 +472,37 @@ class SAMPromptSegmentor(BaseDetector):
         Returns:
             list[DetDataSample]: ``pred_instances`` with ``masks`` (N, H, W)
             bool, ``labels`` (the GT labels), ``scores`` (predicted IoU),
-            ``bboxes`` (tight xyxy boxes of the masks) and ``points`` (the
-            positive prompts), in the original image frame.
+            ``bboxes`` (xyxy, exclusive maxima) and ``points`` (the
+            prompts), ascending score, and ``pred_inst_map`` (instance i =
+            id i + 1), in the original image frame. Prompts whose mask is
+            empty, or hidden by higher-scored masks, get no instance.
         """
-        results = []
+        decoder = TiledDecoder.from_segmentor(self, policy='oracle')
         with autocast_context(self.test_cfg['autocast_dtype'],
-                            batch_inputs.device):
-            for i, sample in enumerate(batch_data_samples):
-                results.append(
-                    self._predict_single(batch_inputs[i], sample, rescale))
-        return self.add_pred_to_datasample(batch_data_samples, results)
+                              batch_inputs.device):
+            for inputs, sample in zip(batch_inputs, batch_data_samples):
+                h, w = sample.metainfo.get('img_shape', inputs.shape[-2:])
+                points = self._gt_points(sample).to(inputs.device)
+                labels = torch.as_tensor(
+                    sample.gt_instances.labels, dtype=torch.long,
+                    device=inputs.device).reshape(-1)
+                cands = decoder(inputs[:, :h, :w], points)
+                instances, inst_map = stitch_instances(
+                    cands, points, labels, (h, w),
+                    nms_iou_thr=self.test_cfg['nms_iou_thr'])
+                if rescale:
+                    instances, inst_map = rescale_instances(
+                        instances, inst_map,
+                        sample.metainfo.get('ori_shape', (h, w)))
+                sample.pred_instances = instances
+                sample.pred_inst_map = PixelData(sem_seg=inst_map[None])
+                sample.pred_class_map = PixelData(
+                    sem_seg=class_map(inst_map, instances.labels)[None])
+        return batch_data_samples
 
     # ------------------------------------------------------------------
     # helpers
     # ------------------------------------------------------------------
-    def _encode_cached(self, batch_inputs: Tensor) -> Tensor:
-        """:meth:`encode_image` through the LRU embedding cache (frozen
-        image encoder only)."""
-        cache = self._embedding_cache
-        keys = [
-            hashlib.blake2b(
-                x.detach().contiguous().cpu().numpy().tobytes(),
-                digest_size=16).hexdigest() for x in batch_inputs
-        ]
-        missing = [i for i, k in enumerate(keys) if k not in cache]
-        if missing:
-            fresh = self.encode_image(batch_inputs[missing])
-            for i, emb in zip(missing, fresh):
-                cache[keys[i]] = emb.detach()
-        out = []
-        for k in keys:
-            cache.move_to_end(k)
-            out.append(cache[k])
-        while len(cache) > self.train_cfg['embedding_cache_size']:
-            cache.popitem(last=False)
-        return torch.stack(out).to(batch_inputs.device)
-
     @staticmethod
     def _gt_points(sample: DetDataSample) -> Tensor:
         gt = sample.gt_instances
@@ -501,110 +516,3 @@ class SAMPromptSegmentor(BaseDetector):
         if not isinstance(points, Tensor):
             points = torch.as_tensor(points)
         return points.float().reshape(-1, 2)
-
-    def _tile_starts(self, length: int) -> List[int]:
-        """Tile origins along one axis: stride S - overlap, last flush."""
-        size = self.img_size
-        if length <= size:
-            return [0]
-        stride = size - self.test_cfg['tile_overlap']
-        starts = list(range(0, length - size, stride))
-        return starts + [length - size]
-
-    def _predict_single(self, inputs: Tensor, sample: DetDataSample,
-                        rescale: bool) -> InstanceData:
-        """Oracle prediction for one (3, H, W) input."""
-        size = self.img_size
-        img_h, img_w = sample.metainfo.get('img_shape', inputs.shape[-2:])
-        # Pad to whole tiles with 0, as DetDataPreprocessor pads after
-        # normalisation.
-        pad_h = max(size, img_h) - inputs.size(-2)
-        pad_w = max(size, img_w) - inputs.size(-1)
-        if pad_h > 0 or pad_w > 0:
-            inputs = F.pad(inputs, (0, max(pad_w, 0), 0, max(pad_h, 0)))
-        points = self._gt_points(sample).to(inputs.device)
-        labels = sample.gt_instances.labels
-        num = points.size(0)
-        coords, point_labels = build_point_prompts(
-            points, self.test_cfg['num_neg_prompts'])
-        masks = torch.zeros((num, img_h, img_w),
-                            dtype=torch.bool,
-                            device=inputs.device)
-        scores = inputs.new_zeros((num, ), dtype=torch.float32)
-        if num > 0:
-            tiles = [(x0, y0) for y0 in self._tile_starts(img_h)
-                     for x0 in self._tile_starts(img_w)]
-            owner = self._assign_tiles(points, tiles, img_h, img_w)
-            for t, (x0, y0) in enumerate(tiles):
-                idx = torch.nonzero(owner == t).flatten()
-                if idx.numel() == 0:
-                    continue
-                tile = inputs[None, :, y0:y0 + size, x0:x0 + size]
-                embedding = self.encode_image(tile)
-                local = coords[idx] - coords.new_tensor([x0, y0])
-                local_labels = point_labels[idx].clone()
-                # Negatives of nuclei outside this tile become padding.
-                outside = ((local < 0) | (local > size - 1)).any(-1)
-                local_labels[outside & (local_labels == 0)] = -1
-                local[local_labels == -1] = 0
-                logits, ious = self.decode_prompts(
-                    embedding, local, local_labels,
-                    self.test_cfg['chunk_size'])
-                h = min(size, img_h - y0)
-                w = min(size, img_w - x0)
-                masks[idx, y0:y0 + h, x0:x0 + w] = (
-                    logits[:, :h, :w] > self.test_cfg['mask_threshold'])
-                scores[idx] = ious.float()
-        points_out = points.clone()
-        if rescale:
-            ori_h, ori_w = sample.metainfo.get('ori_shape', (img_h, img_w))
-            if (ori_h, ori_w) != (img_h, img_w):
-                masks = self._resize_masks(masks, (ori_h, ori_w))
-                points_out[:, 0] *= ori_w / img_w
-                points_out[:, 1] *= ori_h / img_h
-        result = InstanceData()
-        result.masks = masks
-        result.labels = torch.as_tensor(
-            labels, dtype=torch.long, device=inputs.device).reshape(-1)
-        result.scores = scores
-        result.bboxes = mask2bbox(masks)
-        result.points = points_out
-        return result
-
-    def _assign_tiles(self, points: Tensor, tiles: Sequence[Tuple[int, int]],
-                      img_h: int, img_w: int) -> Tensor:
-        """Index of the tile where each point is farthest from an inner
-        tile edge (edges on the image border do not count).
-
-        Args:
-            points (Tensor): (N, 2) x, y in the image frame.
-            tiles (Sequence[tuple]): Tile origins (x0, y0).
-
-        Returns:
-            Tensor: (N,) long tile indices.
-        """
-        size = self.img_size
-        origin = points.new_tensor(tiles)  # (T, 2)
-        x = points[:, None, 0]
-        y = points[:, None, 1]
-        x0, y0 = origin[None, :, 0], origin[None, :, 1]
-        inf = torch.full_like(x - x0, float('inf'))
-        left = torch.where(x0 > 0, x - x0, inf)
-        top = torch.where(y0 > 0, y - y0, inf)
-        right = torch.where(x0 + size < img_w, x0 + size - 1 - x, inf)
-        bottom = torch.where(y0 + size < img_h, y0 + size - 1 - y, inf)
-        margin = torch.stack([left, top, right, bottom]).amin(0)
-        return margin.argmax(1)
-
-    @staticmethod
-    def _resize_masks(masks: Tensor, shape: Tuple[int, int],
-                      chunk: int = 64) -> Tensor:
-        """Bilinearly resize (N, h, w) bool masks to ``shape``, in chunks."""
-        out = masks.new_zeros((masks.size(0), ) + tuple(shape))
-        for s in range(0, masks.size(0), chunk):
-            out[s:s + chunk] = F.interpolate(
-                masks[s:s + chunk, None].float(),
-                size=shape,
-                mode='bilinear',
-                align_corners=False)[:, 0] >= 0.5
-        return out

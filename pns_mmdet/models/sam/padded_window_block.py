@@ -3,9 +3,9 @@ from segment_anything.modeling.image_encoder import (Block,
                                                      add_decomposed_rel_pos,
                                                      window_partition,
                                                      window_unpartition)
-from torch import Tensor, nn
+from torch import Tensor
 
-__all__ = ['PaddedWindowBlock', 'use_padded_window_blocks']
+__all__ = ['PaddedWindowBlock']
 
 
 class PaddedWindowBlock(Block):
@@ -56,22 +56,3 @@ class PaddedWindowBlock(Block):
         out = window_unpartition(out, ws, pad_hw, (h, w))
         x = shortcut + attn.proj(out)
         return x + self.mlp(self.norm2(x))
-
-
-def use_padded_window_blocks(module: nn.Module, enabled: bool = True) -> int:
-    """Switch every ``segment_anything`` ``Block`` inside ``module`` to
-    :class:`PaddedWindowBlock` (``enabled``) or back to the plain ``Block``.
-
-    Parameters and state dict are unchanged: only the forward differs.
-
-    Returns:
-        int: Number of blocks switched.
-    """
-    source, target = ((Block, PaddedWindowBlock) if enabled else
-                      (PaddedWindowBlock, Block))
-    count = 0
-    for m in module.modules():
-        if type(m) is source:
-            m.__class__ = target
-            count += 1
-    return count

@@ -7,14 +7,21 @@ points, so that touching nuclei are not merged into one mask.
 from typing import Optional, Tuple
 
 import torch
+from mmengine.logging import print_log
 from torch import Tensor
 
-__all__ = ['build_point_prompts', 'sample_interior_points']
+__all__ = [
+    'build_point_prompts', 'sample_interior_points',
+    'resolve_num_neg_prompts'
+]
 
 # SAM's point labels: 1 foreground, 0 background, -1 "not a point" (padding).
 POSITIVE_LABEL = 1
 NEGATIVE_LABEL = 0
 PADDING_LABEL = -1
+
+# K overrides already reported (an engine is built per image).
+_LOGGED_OVERRIDES = set()
 
 
 def build_point_prompts(points: Tensor, k: int) -> Tuple[Tensor, Tensor]:
@@ -104,3 +111,33 @@ def sample_interior_points(
     picks = torch.minimum((rand * areas).long(), areas - 1)
     chosen = nonzero[offsets + picks]
     return chosen[:, [2, 1]].float()
+
+
+def resolve_num_neg_prompts(k: int, override: Optional[int],
+                            where: str) -> int:
+    """The K to use: the segmentor's own, unless ``override`` says else.
+
+    K (``num_neg_prompts``) is set once per segmentor and used for training
+    and testing; a train/test config may override it on purpose (e.g. the
+    K ablation of docs/segmentor.md), and the override is logged. This is
+    the only place K is resolved.
+
+    Args:
+        k (int): The segmentor's K.
+        override (int, optional): A config's value; None keeps ``k``.
+        where (str): Which config asks, for the log line.
+
+    Returns:
+        int: K >= 0.
+    """
+    value = int(k if override is None else override)
+    if value < 0:
+        raise ValueError(f'{where}: num_neg_prompts must be >= 0, got '
+                         f'{value}')
+    if override is not None and value != int(k) and (
+            where, value, int(k)) not in _LOGGED_OVERRIDES:
+        _LOGGED_OVERRIDES.add((where, value, int(k)))
+        print_log(
+            f'{where}: num_neg_prompts={value} overrides the segmentor\'s '
+            f'K={k}', logger='current')
+    return value

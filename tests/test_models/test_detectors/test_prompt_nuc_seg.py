@@ -19,6 +19,7 @@ from mmengine.structures import InstanceData
 from torch import nn
 
 import pns_mmdet  # noqa: F401  (registers the components)
+from pns_mmdet.models.inference import part_input
 
 DP = dict(
     type='DetDataPreprocessor',
@@ -81,7 +82,7 @@ def build_model(**kwargs):
         data_preprocessor=dict(type='DetDataPreprocessor', bgr_to_rgb=True),
         prompter=copy.deepcopy(TINY_PROMPTER),
         segmentor=copy.deepcopy(TINY_SEGMENTOR),
-        test_cfg=dict(seg_tile_overlap=16, prompter_tile_size=96))
+        test_cfg=dict(prompter_tile_size=96))
     cfg.update(kwargs)
     return MODELS.build(cfg)
 
@@ -113,7 +114,8 @@ class DiscSegmentor(nn.Module):
     def encode_image(self, inputs):
         return inputs[:, :1]
 
-    def decode_prompts(self, emb, coords, labels, chunk_size=256):
+    def decode_prompts(self, emb, coords, labels, chunk_size=256,
+                       upsample=True):
         s = self.img_size
         yy, xx = torch.meshgrid(
             torch.arange(s), torch.arange(s), indexing='ij')
@@ -203,11 +205,11 @@ def test_each_part_gets_its_own_normalisation(tiny_model):
         type='DetDataPreprocessor', mean=[0., 0., 0.], std=[255.] * 3)
     model = build_model(segmentor=seg)
     rgb = torch.tensor([10., 20., 30.]).view(3, 1, 1).expand(3, 2, 2)
-    p = model.part_input(rgb, model.prompter)
+    p = part_input(rgb, model.prompter)
     expected = (torch.tensor([10., 20., 30.]) - torch.tensor(
         [123.675, 116.28, 103.53])) / torch.tensor([58.395, 57.12, 57.375])
     assert torch.allclose(p[:, 0, 0], expected)
-    s = model.part_input(rgb, model.segmentor)
+    s = part_input(rgb, model.segmentor)
     assert torch.allclose(s[:, 0, 0], torch.tensor([30., 20., 10.]) / 255.)
 
 
@@ -262,7 +264,8 @@ class StubSegmentor(nn.Module):
         self.encoded += len(inputs)
         return inputs[:, :1].clone()
 
-    def decode_prompts(self, emb, coords, labels, chunk_size=256):
+    def decode_prompts(self, emb, coords, labels, chunk_size=256,
+                       upsample=True):
         ids_img = emb[0, 0]
         pos = coords[:, 0].round().long()
         ids = ids_img[pos[:, 1], pos[:, 0]]
@@ -355,8 +358,7 @@ def test_tiled_segmentation_equals_single_pass(tiny_model, policy):
     ids, img, prompts = stitching_case()
     tiled = copy.deepcopy(tiny_model)
     tiled.segmentor = StubSegmentor(256)
-    tiled.test_cfg.update(
-        seg_tile_overlap=64, decode_policy=policy, encode_batch=3)
+    tiled.test_cfg.update(decode_policy=policy, encode_batch=3)
     whole = copy.deepcopy(tiled)
     whole.segmentor = StubSegmentor(640)  # one tile covers the image
     res_t, map_t = tiled.segment_points(img, prompts)
@@ -383,7 +385,6 @@ def test_tiles_without_prompts_are_not_encoded(tiny_model):
     img[0] = torch.from_numpy(ids).float()
     model = copy.deepcopy(tiny_model)
     model.segmentor = StubSegmentor(256)
-    model.test_cfg.update(seg_tile_overlap=64)
     res, inst = model.segment_points(
         img,
         InstanceData(
@@ -445,8 +446,10 @@ def test_fast_window_attention_switch(tiny_model):
     assert all(
         isinstance(b, PaddedWindowBlock)
         for b in tiny_model.segmentor.image_encoder.blocks)
-    slow = build_model(
-        test_cfg=dict(seg_tile_overlap=16, fast_window_attention=False))
+    # The image encoder owns the switch.
+    seg = copy.deepcopy(TINY_SEGMENTOR)
+    seg['image_encoder']['padded_window_attention'] = False
+    slow = build_model(segmentor=seg)
     assert not any(
         isinstance(b, PaddedWindowBlock)
         for b in slow.segmentor.image_encoder.blocks)
@@ -482,8 +485,7 @@ def test_central_policy_frees_embeddings_row_by_row(tiny_model):
     pts = torch.tensor(centres, dtype=torch.float32)
     model = copy.deepcopy(tiny_model)
     model.segmentor = CountingSegmentor()
-    model.test_cfg.update(
-        seg_tile_overlap=64, decode_policy='central', encode_batch=1)
+    model.test_cfg.update(decode_policy='central', encode_batch=1)
     res, inst = model.segment_points(
         img, InstanceData(points=pts, labels=torch.zeros(len(pts)).long()))
     assert model.segmentor.encoded == 14  # every tile once, never twice
@@ -504,18 +506,19 @@ def test_lowres_paste_equals_full_upsampling(tiny_model):
             self.seg = seg
             self.img_size = seg.img_size
             self.data_preprocessor = seg.data_preprocessor
+            self.test_cfg = seg.test_cfg
 
         def encode_image(self, x):
             return self.seg.encode_image(x)
 
-        def decode_prompts(self, emb, coords, labels, chunk_size=256):
+        def decode_prompts(self, emb, coords, labels, chunk_size=256,
+                       upsample=True):
             return self.seg.decode_prompts(emb, coords, labels, chunk_size)
 
     model = copy.deepcopy(tiny_model)
     # Random weights give logits in about [-0.06, 0.17]: a threshold high
     # in that range yields small masks of varied shapes.
-    model.test_cfg.update(
-        mask_threshold=0.12, seg_tile_overlap=16, nms_iou_thr=0.9)
+    model.test_cfg.update(mask_threshold=0.12, nms_iou_thr=0.9)
     g = torch.Generator().manual_seed(0)
     img = torch.rand((3, 150, 130), generator=g) * 255
     prompts = InstanceData(
@@ -529,3 +532,41 @@ def test_lowres_paste_equals_full_upsampling(tiny_model):
     assert torch.equal(map_a, map_b)
     assert torch.equal(res_a.scores, res_b.scores)
     assert torch.equal(res_a.masks, res_b.masks)
+
+
+# ------------------------------------------------------------- oracle
+def test_oracle_equals_end_to_end_with_gt_points(tiny_model):
+    """Oracle and end-to-end share the engine: the segmentor's oracle
+    predict equals the end-to-end path fed the GT points with
+    decode_policy='oracle' (same tiles, negatives, stitching)."""
+    from mmdet.structures.mask import BitmapMasks
+    model = copy.deepcopy(tiny_model)
+    model.test_cfg.update(decode_policy='oracle', nms_iou_thr=None,
+                          mask_threshold=0.1)
+    model.segmentor.test_cfg.update(mask_threshold=0.1)
+    h, w = 150, 130
+    g = torch.Generator().manual_seed(1)
+    bgr = torch.randint(0, 256, (3, h, w), dtype=torch.uint8, generator=g)
+    points = torch.rand((30, 2), generator=g) * torch.tensor(
+        [w - 1., h - 1.])
+    labels = torch.randint(0, 2, (30, ), generator=g)
+    sample = DetDataSample(metainfo=dict(
+        img_shape=(h, w), ori_shape=(h, w), scale_factor=(1., 1.)))
+    sample.gt_instances = InstanceData(
+        points=points, labels=labels,
+        masks=BitmapMasks(np.zeros((30, h, w), np.uint8), h, w))
+    seg = model.segmentor
+    data = seg.data_preprocessor(
+        dict(inputs=[bgr], data_samples=[sample]), False)
+    with torch.no_grad():
+        oracle = seg.predict(data['inputs'], data['data_samples'])[0]
+    rgb = model.data_preprocessor(
+        dict(inputs=[bgr], data_samples=[copy.deepcopy(sample)]),
+        False)['inputs'][0]
+    e2e, inst_map = model.segment_points(
+        rgb, InstanceData(points=points, labels=labels))
+    ref = oracle.pred_instances
+    assert len(ref) > 5
+    assert torch.equal(oracle.pred_inst_map.sem_seg[0], inst_map)
+    for key in ('masks', 'labels', 'scores', 'bboxes', 'points'):
+        assert torch.equal(ref[key], e2e[key]), key

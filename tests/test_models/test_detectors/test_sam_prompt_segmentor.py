@@ -202,18 +202,26 @@ def test_predict_oracle_outputs():
     with torch.no_grad():
         out = model(**data, mode='predict')[0].pred_instances
     assert out.masks.shape == (3, 50, 64) and out.masks.dtype == torch.bool
-    assert out.labels.tolist() == [2, 0, 1]
     assert out.scores.shape == (3, ) and out.scores.dtype == torch.float32
+    # Ascending score (instance i = id i + 1 of the map); each instance
+    # keeps the label and point of its GT prompt.
+    assert torch.equal(out.scores, out.scores.sort().values)
+    gt_points = items[0][1].gt_instances.points
+    order = [int((gt_points == p).all(1).nonzero()) for p in out.points]
+    assert sorted(order) == [0, 1, 2]
+    assert out.labels.tolist() == [[2, 0, 1][i] for i in order]
     assert torch.equal(out.bboxes, mask2bbox(out.masks))
-    assert torch.equal(out.points, items[0][1].gt_instances.points)
+    inst_map = model.predict(data['inputs'], data['data_samples'])[
+        0].pred_inst_map.sem_seg[0]
+    assert int(inst_map.max()) == 3
     # Same logits as decode_prompts on the padded input, cropped.
     with torch.no_grad():
         emb = model.encode_image(data['inputs'])
         from pns_mmdet.models.utils import build_point_prompts
-        coords, labels = build_point_prompts(out.points, 1)
+        coords, labels = build_point_prompts(gt_points, 1)
         logits, ious = model.decode_prompts(emb, coords, labels)
-    assert torch.equal(out.masks, logits[:, :50] > 0)
-    assert torch.allclose(out.scores, ious)
+    assert torch.equal(out.masks, logits[order, :50] > 0)
+    assert torch.allclose(out.scores, ious[order])
     # No nuclei: empty but well-formed.
     data = run(model, [make_sample(np.zeros((0, 40, 40), bool))], False)
     with torch.no_grad():
@@ -230,7 +238,8 @@ def test_predict_oracle_outputs():
 def test_predict_tiles_large_inputs(monkeypatch):
     """Inputs larger than img_size are cut into overlapping tiles; each
     prompt is decoded once, in the tile where it is most central, and its
-    mask is pasted back at the tile's offset."""
+    mask is pasted back at the tile's offset (the engine's 'oracle'
+    policy)."""
     model = tiny_segmentor(test_cfg=dict(tile_overlap=16)).eval()
     h, w = 100, 150  # tiles: x 0, 48, 86; y 0, 36 (stride 48)
     centres = [(10, 10), (70, 20), (140, 90), (60, 60), (100, 50)]
@@ -257,24 +266,25 @@ def test_predict_tiles_large_inputs(monkeypatch):
     data = run(model, items, training=False)
     assert data['inputs'].shape[-2:] == (128, 192)
     out = model.predict(data['inputs'], data['data_samples'])[0]
-    pred = out.pred_instances.masks
-    assert pred.shape == (5, h, w)
+    pred = out.pred_instances
+    assert pred.masks.shape == (5, h, w)
     yy, xx = torch.meshgrid(torch.arange(h), torch.arange(w), indexing='ij')
-    for i, (x, y) in enumerate(centres):
+    for mask, (x, y) in zip(pred.masks, pred.points.tolist()):
         disc = (xx - x)**2 + (yy - y)**2 < 25
-        assert torch.equal(pred[i], disc), i
+        assert torch.equal(mask, disc), (x, y)
+    assert sorted(map(tuple, pred.points.tolist())) == sorted(centres)
     assert sum(len(c) for c, _ in seen) == 5  # each prompt decoded once
-    assert len(encodes) == len(seen) and all(s == (1, 3, S, S)
-                                             for s in encodes)
-    # Negatives whose point lies outside the decoding tile become padding
-    # (-1, at (0, 0)); the others keep label 0 inside the tile. The nearest
-    # neighbour of (10, 10) is (70, 20), outside its tile [0, 64).
-    neg_labels = torch.cat([labels[:, 1] for _, labels in seen])
-    neg_coords = torch.cat([coords[:, 1] for coords, _ in seen])
-    assert set(neg_labels.tolist()) == {0, -1}
-    inside = ((neg_coords >= 0) & (neg_coords <= S - 1)).all(-1)
-    assert inside[neg_labels == 0].all()
-    assert (neg_coords[neg_labels == -1] == 0).all()
+    # Only the tiles owning a prompt are encoded (4 of the 6), each once.
+    assert sum(s[0] for s in encodes) == 4 and all(
+        s[1:] == (3, S, S) for s in encodes)
+    # Negatives: the nearest prompt inside the same tile, in tile pixels;
+    # (10, 10) has (60, 60) in its tile [0, 64) x [0, 64), not (70, 20).
+    for coords, labels in seen:
+        negs = coords[:, 1][labels[:, 1] == 0]
+        assert ((negs >= 0) & (negs <= S - 1)).all()
+    first = torch.cat([c for c, _ in seen])
+    row = (first[:, 0] == first.new_tensor([10., 10.])).all(1)
+    assert first[row, 1].tolist() == [[60., 60.]]
 
 
 def test_predict_rescales_to_ori_shape():
@@ -290,9 +300,9 @@ def test_predict_rescales_to_ori_shape():
                              rescale=False)[0].pred_instances
     assert out.masks.shape == (1, 128, 128)
     assert kept.masks.shape == (1, 64, 64)
-    assert torch.allclose(out.points, kept.points * 2)
-    # A 2x bilinear resize of a binary mask, thresholded at 0.5, repeats
-    # every pixel 2 x 2.
+    # Pixel centres: (p + 0.5) * 2 - 0.5.
+    assert torch.allclose(out.points, kept.points * 2 + 0.5)
+    # A 2x nearest resize of pixel centres repeats every pixel 2 x 2.
     expected = kept.masks.repeat_interleave(2, 1).repeat_interleave(2, 2)
     assert torch.equal(out.masks, expected)
 
@@ -355,12 +365,18 @@ def mean_mask_iou(model, items):
         results = model.predict(data['inputs'], data['data_samples'])
     ious = []
     for result, (_, sample) in zip(results, items):
-        pred = result.pred_instances.masks
+        pred = result.pred_instances
         gt = sample.gt_instances.masks.to_tensor(torch.bool, 'cpu')
-        inter = (pred & gt).flatten(1).sum(1)
-        union = (pred | gt).flatten(1).sum(1)
-        ious.append(inter / union.clamp(min=1))
-    return torch.cat(ious).mean().item()
+        # Instance of each GT prompt (none when its mask came out empty).
+        for point, gt_mask in zip(sample.gt_instances.points, gt):
+            hit = (pred.points == point).all(1).nonzero().flatten()
+            if len(hit) == 0:
+                ious.append(0.0)
+                continue
+            mask = pred.masks[int(hit[0])]
+            inter = (mask & gt_mask).sum()
+            ious.append(float(inter / (mask | gt_mask).sum().clamp(min=1)))
+    return float(np.mean(ious))
 
 
 def test_tiny_segmentor_learns_synthetic_nuclei(repo_root):
@@ -436,11 +452,15 @@ def test_embedding_cache_and_training_autocast(monkeypatch):
     frozen_encoder = dict(
         type='SAMImageEncoderViT', img_size=S, embed_dim=32, depth=1,
         num_heads=2, global_attn_indexes=[0], out_chans=32, frozen=True)
+    cache = dict(type='EmbeddingCache', max_entries=2)
     with pytest.raises(ValueError, match='needs a frozen image encoder'):
-        tiny_segmentor(train_cfg=dict(embedding_cache_size=2))
+        tiny_segmentor(train_cfg=dict(embedding_cache=cache))
+    with pytest.raises(ValueError, match='embedding_cache_size is gone'):
+        tiny_segmentor(image_encoder=frozen_encoder,
+                       train_cfg=dict(embedding_cache_size=2))
     model = tiny_segmentor(
         image_encoder=frozen_encoder,
-        train_cfg=dict(embedding_cache_size=2, autocast_dtype='bfloat16'))
+        train_cfg=dict(embedding_cache=cache, autocast_dtype='bfloat16'))
     model.train()
     encoded = []
     real_encode = model.encode_image
@@ -460,9 +480,10 @@ def test_embedding_cache_and_training_autocast(monkeypatch):
         assert encoded == expected
         assert all(v.dtype == torch.float32 for v in losses.values())
         sum(losses.values()).backward()
-    assert len(model._embedding_cache) == 2
+    assert len(model.embedding_cache) == 2
     # Cached embeddings equal fresh ones (same autocast).
     data = run(model, [a], training=True)
     with torch.no_grad(), torch.autocast('cpu', dtype=torch.bfloat16):
         fresh = real_encode(data['inputs'])
-    assert torch.equal(model._encode_cached(data['inputs']), fresh)
+    assert torch.equal(
+        model.embedding_cache.encode(data['inputs'], real_encode), fresh)

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from pns_mmdet.models.utils.tiling import (boxes_near_inner_edge, crop_masks,
+from pns_mmdet.models.inference import (boxes_near_inner_edge, crop_masks,
                                            inner_tile_edges, make_tiles,
                                            masks_to_sam_boxes,
                                            most_central_tile, pad_to_size,
@@ -137,7 +137,7 @@ def test_pad_to_size():
 def test_upsampled_mask_patches_equal_full_upsampling(valid_hw):
     import torch.nn.functional as F
 
-    from pns_mmdet.models.utils.tiling import upsampled_mask_patches
+    from pns_mmdet.models.inference import upsampled_mask_patches
     g = torch.Generator().manual_seed(0)
     n = 40
     low = torch.randn((n, 64, 64), generator=g) * 3 - 6
