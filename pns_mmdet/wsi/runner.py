@@ -274,8 +274,10 @@ class SlideRunner:
         workers (int): DataLoader worker processes reading tiles ahead (0:
             read in this process).
         prefetch (int): Tiles read ahead per worker (bounds memory).
-        thumbnail_side (int): Longest side of the thumbnail the tissue mask
-            and the overlay are made at.
+        thumbnail_side (int): Longest side of the overlay thumbnail (at
+            most the slide's).
+        tissue_mpp (float): µm/px the tissue is detected at (coarser
+            than the thumbnail when the slide allows; 8 is about 1.25x).
         gz (bool): Write ``nuclei.geojson.gz`` instead of
             ``nuclei.geojson``.
         config_name (str): Recorded in run.json and the journal.
@@ -290,6 +292,7 @@ class SlideRunner:
                  workers: int = 0,
                  prefetch: int = 2,
                  thumbnail_side: int = 2048,
+                 tissue_mpp: float = 8.0,
                  gz: bool = False,
                  config_name: str = '') -> None:
         if not (isinstance(model_mpp, (int, float)) and model_mpp > 0):
@@ -312,6 +315,7 @@ class SlideRunner:
         self.workers = int(workers)
         self.prefetch = int(prefetch)
         self.thumbnail_side = int(thumbnail_side)
+        self.tissue_mpp = float(tissue_mpp)
         self.gz = bool(gz)
         self.config_name = config_name
         self.class_names = list(inferencer.class_names)
@@ -419,12 +423,15 @@ class SlideRunner:
             region = self._model_region(reader, roi, s)
             tiles = processing_tiles(region, self.tile_size, self.overlap)
             # Never upsample: small slides get a thumbnail of their size.
-            thumb = reader.thumbnail(
-                min(self.thumbnail_side, max(reader.dimensions)))
-            mask = self._tissue(thumb, tissue_mask)
+            side0 = max(reader.dimensions)
+            thumb = reader.thumbnail(min(self.thumbnail_side, side0))
+            mask = self._tissue(thumb, tissue_mask, reader.dimensions,
+                                float(reader.mpp))
             scale = (thumb.shape[1] / reader.dimensions[0],
                      thumb.shape[0] / reader.dimensions[1])
-            keep = self._tiles_with_tissue(tiles, mask, s, scale)
+            mask_scale = (mask.shape[1] / reader.dimensions[0],
+                          mask.shape[0] / reader.dimensions[1])
+            keep = self._tiles_with_tissue(tiles, mask, s, mask_scale)
             params = dict(
                 slide=osp.abspath(slide_path), config=self.config_name,
                 model_mpp=self.model_mpp, slide_mpp=float(reader.mpp),
@@ -527,30 +534,31 @@ class SlideRunner:
                 int(math.ceil((x + w) / s - 1e-9)),
                 int(math.ceil((y + h) / s - 1e-9)))
 
-    def _tissue(self, thumb: np.ndarray,
-                tissue_mask: Optional[str]) -> np.ndarray:
-        """Boolean tissue mask at the thumbnail's size."""
+    def _tissue(self, thumb: np.ndarray, tissue_mask: Optional[str],
+                dims: Tuple[int, int], slide_mpp: float) -> np.ndarray:
+        """Boolean tissue mask at about ``tissue_mpp`` (never finer than
+        the thumbnail): detected (clean-up sizes in µm), or the user's mask
+        resized."""
         th, tw = thumb.shape[:2]
+        # Tissue at about tissue_mpp µm/px (1.25x-like): enough to skip
+        # tiles, and the morphology's µm-sized structuring elements stay
+        # a few pixels wide.
+        f = min(1.0, (slide_mpp * dims[0] / tw) / self.tissue_mpp)
+        th, tw = max(int(round(th * f)), 1), max(int(round(tw * f)), 1)
+        if (th, tw) != thumb.shape[:2]:
+            thumb = cv2.resize(thumb, (tw, th), interpolation=cv2.INTER_AREA)
         if tissue_mask is None:
             from .tissue import detect_tissue
-            mask = np.asarray(detect_tissue(thumb), dtype=bool)
-            if mask.shape != (th, tw):
-                mask = cv2.resize(mask.astype(np.uint8), (tw, th),
-                                  interpolation=cv2.INTER_NEAREST) > 0
-            return mask
-        from .tissue import load_tissue_mask
-        mask = np.asarray(load_tissue_mask(tissue_mask), dtype=bool)
-        if mask.ndim != 2:
-            raise ValueError(f'--tissue-mask {tissue_mask}: expected a 2-D '
-                             f'mask image, got shape {mask.shape}')
-        mh, mw = mask.shape
-        if abs(mw / mh - tw / th) > 0.05 * (tw / th) + 2.0 / min(mh, th):
-            raise ValueError(
-                f'--tissue-mask {tissue_mask}: its aspect ratio ({mw} x '
-                f'{mh}) differs from the slide\'s ({tw} x {th} thumbnail); '
-                'the mask must cover the whole slide')
-        return cv2.resize(mask.astype(np.uint8), (tw, th),
-                          interpolation=cv2.INTER_NEAREST) > 0
+            thumb_mpp = slide_mpp * dims[0] / tw
+            mask = np.asarray(detect_tissue(thumb, mpp=thumb_mpp), bool)
+        else:
+            from .tissue import load_tissue_mask
+            mask = np.asarray(load_tissue_mask(
+                tissue_mask, size=(tw, th), slide_dimensions=dims), bool)
+        if mask.shape != (th, tw):
+            raise ValueError(f'tissue mask of shape {mask.shape}, expected '
+                             f'the thumbnail\'s {(th, tw)}')
+        return mask
 
     @staticmethod
     def _tiles_with_tissue(tiles, mask, s, scale) -> List[ProcessingTile]:
@@ -678,8 +686,11 @@ class SlideRunner:
             ok, buf = cv2.imencode('.png', mask.astype(np.uint8) * 255)
             f.write(buf.tobytes())
         canvas = np.ascontiguousarray(thumb[..., ::-1])  # BGR for cv2
-        contours, _ = cv2.findContours(mask.astype(np.uint8),
-                                       cv2.RETR_EXTERNAL,
+        # The tissue outline, from the (coarser) mask resized to the
+        # thumbnail.
+        big = cv2.resize(mask.astype(np.uint8), canvas.shape[1::-1],
+                         interpolation=cv2.INTER_NEAREST)
+        contours, _ = cv2.findContours(big, cv2.RETR_EXTERNAL,
                                        cv2.CHAIN_APPROX_SIMPLE)
         cv2.drawContours(canvas, contours, -1, (0, 160, 0), 1)
         sx, sy = scale

@@ -37,7 +37,7 @@ def test_bad_slides_reported_and_others_go_on(tmp_path, stub_model,
                                               capsys):
     slides = tmp_path / 'slides'
     slides.mkdir()
-    _, n = disc_slide(str(slides / 'good.tif'), (300, 260), 0.5, seed=0)
+    _, n = disc_slide(str(slides / 'good.tif'), (420, 400), 0.5, seed=0)
     disc_slide(str(slides / 'nompp.tif'), (200, 200), None, seed=1)
     (slides / 'garbage.svs').write_bytes(b'not a slide at all' * 100)
     data = (slides / 'good.tif').read_bytes()
@@ -80,7 +80,7 @@ def test_bad_slides_reported_and_others_go_on(tmp_path, stub_model,
 
 
 def test_model_resolution_required(tmp_path, stub_model, capsys):
-    disc_slide(str(tmp_path / 's.tif'), (200, 200), 0.5, seed=0)
+    disc_slide(str(tmp_path / 's.tif'), (400, 400), 0.5, seed=0)
     config = write_tiny_config(tmp_path)  # no data_mpp
     args = [config, str(tmp_path / 's.tif'), '--out-dir',
             str(tmp_path / 'out'), '--workers', '0']

@@ -164,12 +164,15 @@ def test_tiles_without_tissue_skipped(tmp_path, inferencer):
     assert summary.tiles_tissue == 4 and summary.tiles_run == 4
     assert summary.nuclei == n
     import cv2
+    # The mask at 8 µm/px (600 x 200 µm), the overlay at the slide's size
+    # (never upsampled).
     mask = cv2.imread(summary.outputs['tissue_mask'], cv2.IMREAD_GRAYSCALE)
-    # Thumbnail at most the slide's size.
-    assert mask.shape == (400, 1200)
-    assert mask[:, :370].mean() > 250 and mask[:, 400:].max() == 0
+    assert mask.shape == (25, 75)
+    assert mask[:, :22].min() == 255 and mask[:, 26:].max() == 0
     overlay = cv2.imread(summary.outputs['overlay'])
-    assert overlay.shape[:2] == mask.shape
+    assert overlay.shape[:2] == (400, 1200)
+    assert (overlay != cv2.imread(str(tmp_path / 's.tif'))).any(-1).sum() > \
+        n * 10  # outlines drawn
 
 
 def test_roi_limits_the_region(tmp_path, inferencer):
@@ -189,7 +192,7 @@ def test_roi_limits_the_region(tmp_path, inferencer):
 
 
 def test_finished_slide_skipped_unless_overwrite(tmp_path, inferencer):
-    disc_slide(str(tmp_path / 's.tif'), (300, 300), 0.5, seed=5)
+    disc_slide(str(tmp_path / 's.tif'), (400, 400), 0.5, seed=5)
     runner = SlideRunner(inferencer, model_mpp=0.5, tile_size=256,
                          overlap=64)
     out = str(tmp_path / 'out')
@@ -206,7 +209,7 @@ def test_finished_slide_skipped_unless_overwrite(tmp_path, inferencer):
 def test_journal_with_other_settings_refused(tmp_path, inferencer):
     from pns_mmdet.wsi.runner import PARTIAL_DB
     from pns_mmdet.wsi.store import NucleusStore
-    disc_slide(str(tmp_path / 's.tif'), (300, 300), 0.5, seed=6)
+    disc_slide(str(tmp_path / 's.tif'), (400, 400), 0.5, seed=6)
     out = tmp_path / 'out'
     out.mkdir()
     store = NucleusStore(str(out / PARTIAL_DB), mode='a')
