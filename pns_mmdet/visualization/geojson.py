@@ -17,7 +17,7 @@ import shapely
 from ..utils import atomic_write
 from .polygons import instance_geometries
 
-__all__ = ['instances_to_geojson', 'save_geojson']
+__all__ = ['instances_to_geojson', 'save_geojson', 'detection_feature']
 
 # Fixed namespace so that re-running on the same image gives the same ids.
 _UUID_NAMESPACE = uuid.UUID('3f1e4a52-6f0c-4b8e-9d55-2a7c1b9e0d11')
@@ -82,21 +82,42 @@ def instances_to_geojson(inst_map: np.ndarray,
         }
         for name, values in extra.items():
             measurements[name] = float(values[k])
-        features.append({
-            'type': 'Feature',
-            'id': str(uuid.uuid5(_UUID_NAMESPACE,
-                                 f'{image_name}/{inst_id}')),
-            'geometry': shapely.geometry.mapping(geom),
-            'properties': {
-                'objectType': 'detection',
-                'classification': {
-                    'name': str(class_names[label]),
-                    'color': [int(c) for c in palette[label]],
-                },
-                'measurements': measurements,
-            },
-        })
+        features.append(
+            detection_feature(shapely.geometry.mapping(geom),
+                              class_names[label], palette[label],
+                              measurements, f'{image_name}/{inst_id}'))
     return {'type': 'FeatureCollection', 'features': features}
+
+
+def detection_feature(geometry: dict, class_name: str,
+                      color: Sequence[int], measurements: dict,
+                      uid_key: str) -> dict:
+    """One QuPath detection Feature (also used by the slide writers).
+
+    Args:
+        geometry (dict): GeoJSON geometry mapping (image/slide pixels).
+        class_name (str): Classification name.
+        color (Sequence[int]): Classification RGB colour.
+        measurements (dict): Name -> number.
+        uid_key (str): Stable key (e.g. ``'image/id'``) hashed into the
+            feature's UUID, so re-runs give the same ids.
+
+    Returns:
+        dict: The Feature.
+    """
+    return {
+        'type': 'Feature',
+        'id': str(uuid.uuid5(_UUID_NAMESPACE, uid_key)),
+        'geometry': geometry,
+        'properties': {
+            'objectType': 'detection',
+            'classification': {
+                'name': str(class_name),
+                'color': [int(c) for c in color],
+            },
+            'measurements': measurements,
+        },
+    }
 
 
 def save_geojson(collection: dict, path: str) -> None:

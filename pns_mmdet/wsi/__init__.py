@@ -10,6 +10,7 @@ from .reader import (BACKENDS, SlideError, SlideMetadataError, SlideReader,
 from .store import STORE_FORMAT, NucleusRecord, NucleusStore
 from .synthetic_slide import SYNTHETIC_RENDER_MPP, make_synthetic_slide
 from .tissue import TISSUE_CHANNELS, detect_tissue, load_tissue_mask
+from .writers import CSV_COLUMNS, write_csv, write_geojson
 
 __all__ = [
     'MEASUREMENT_KEYS', 'nucleus_measurements',
@@ -17,5 +18,5 @@ __all__ = [
     'SlideReader', 'open_slide', 'STORE_FORMAT', 'NucleusRecord',
     'NucleusStore', 'SYNTHETIC_RENDER_MPP',
     'make_synthetic_slide', 'TISSUE_CHANNELS', 'detect_tissue',
-    'load_tissue_mask'
+    'load_tissue_mask', 'CSV_COLUMNS', 'write_csv', 'write_geojson'
 ]
