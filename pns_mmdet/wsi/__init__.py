@@ -7,6 +7,8 @@ shows; every output uses it); the model frame is pixels at the model's
 from .measurements import MEASUREMENT_KEYS, nucleus_measurements
 from .reader import (BACKENDS, SlideError, SlideMetadataError, SlideReader,
                      SlideReadError, open_slide)
+from .runner import (ProcessingTile, SlideRunner, SlideSummary,
+                     processing_tiles)
 from .store import STORE_FORMAT, NucleusRecord, NucleusStore
 from .synthetic_slide import SYNTHETIC_RENDER_MPP, make_synthetic_slide
 from .tissue import TISSUE_CHANNELS, detect_tissue, load_tissue_mask
@@ -18,5 +20,6 @@ __all__ = [
     'SlideReader', 'open_slide', 'STORE_FORMAT', 'NucleusRecord',
     'NucleusStore', 'SYNTHETIC_RENDER_MPP',
     'make_synthetic_slide', 'TISSUE_CHANNELS', 'detect_tissue',
-    'load_tissue_mask', 'CSV_COLUMNS', 'write_csv', 'write_geojson'
+    'load_tissue_mask', 'CSV_COLUMNS', 'write_csv', 'write_geojson',
+    'ProcessingTile', 'SlideRunner', 'SlideSummary', 'processing_tiles'
 ]
