@@ -374,7 +374,8 @@ def _resample_matrix(start: float, n_out: int, ratio: float,
     if (cols[keep] < 0).any() or (cols[keep] >= win_len).any():
         raise AssertionError('resampling window too small')  # a bug here
     rows = np.broadcast_to(np.arange(n_out)[:, None], k.shape)
-    return sparse.csr_matrix((w[keep], (rows[keep], cols[keep])),
+    return sparse.csr_matrix((w[keep].astype(np.float32),
+                              (rows[keep], cols[keep])),
                              shape=(n_out, win_len))
 
 

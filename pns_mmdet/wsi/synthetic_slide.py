@@ -81,23 +81,33 @@ def _block_tissue(field: np.ndarray, x0: int, y0: int, w: int, h: int,
     s = field.shape[0]
     xs = (np.arange(x0, x0 + w) + 0.5) / size[0] * s - 0.5
     ys = (np.arange(y0, y0 + h) + 0.5) / size[1] * s - 0.5
+    # Linear interpolation never exceeds its support's maximum: a block
+    # whose field samples are all <= 0 is glass without sampling it.
+    fy0, fx0 = max(int(np.floor(ys[0])), 0), max(int(np.floor(xs[0])), 0)
+    if field[fy0:int(np.ceil(ys[-1])) + 1,
+             fx0:int(np.ceil(xs[-1])) + 1].max(initial=-1.0) <= 0:
+        return np.zeros((h, w), bool)
     yy, xx = np.meshgrid(ys, xs, indexing='ij')
     return ndimage.map_coordinates(field, [yy, xx], order=1,
                                    mode='nearest') > 0
 
 
-def _glass(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
-    img = np.asarray(_GLASS, np.float32) + rng.normal(0, 1.5, (h, w, 1))
+def _glass(seed: int) -> np.ndarray:
+    """(BLOCK, BLOCK, 3) uint8 empty glass, shared by every block."""
+    rng = np.random.default_rng([seed, 104729])
+    img = np.asarray(_GLASS, np.float32) + rng.normal(0, 1.5,
+                                                      (BLOCK, BLOCK, 1))
     return np.clip(img, 0, 255).round().astype(np.uint8)
 
 
-def _render_block(field, seed, bx, by, x0, y0, w, h, size, mpp, tissue,
-                  num_nuclei) -> Tuple[np.ndarray, int]:
+def _render_block(field, glass, seed, bx, by, x0, y0, w, h, size, mpp,
+                  tissue, num_nuclei) -> Tuple[np.ndarray, int]:
     """One block: (h, w, 3) uint8 and its number of nuclei."""
     rng = np.random.default_rng([seed, by, bx])
     mask = _block_tissue(field, x0, y0, w, h, size)
+    glass = glass[:h, :w]
     if not mask.any():
-        return _glass(rng, h, w), 0
+        return glass, 0
     # Render at the renderer's own scale so nuclei keep physical sizes.
     f = mpp / SYNTHETIC_RENDER_MPP
     n = int(round(BLOCK * f))
@@ -124,7 +134,7 @@ def _render_block(field, seed, bx, by, x0, y0, w, h, size, mpp, tissue,
             count += int(ok)
         state = lut[inst]
         keep = (mask & (state != -1)) | (state == 1)
-    out = np.where(keep[..., None], img, _glass(rng, h, w))
+    out = np.where(keep[..., None], img, glass)
     return out, count
 
 
@@ -215,6 +225,7 @@ def make_synthetic_slide(out_tiff: str,
     codec, codec_kw = codecs[compression]
     out_tiff = osp.abspath(out_tiff)
     field = tissue_field(seed, islands)
+    glass = _glass(seed)
     levels = _level_sizes((w, h), tile)
     full = np.empty((h, w, 3), np.uint8) if return_image else None
     count = 0
@@ -227,7 +238,7 @@ def make_synthetic_slide(out_tiff: str,
             for bx, x0 in enumerate(range(0, w, BLOCK)):
                 bw = min(BLOCK, w - x0)
                 band[:, x0:x0 + bw], n = _render_block(
-                    field, seed, bx, by, x0, y0, bw, bh, (w, h), mpp,
+                    field, glass, seed, bx, by, x0, y0, bw, bh, (w, h), mpp,
                     tissue, num_nuclei)
                 count += n
             if full is not None:
