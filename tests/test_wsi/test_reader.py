@@ -184,6 +184,18 @@ def test_truncated_and_corrupt_files(tmp_path, pyramid):
     cut.write_bytes(data[:len(data) * 3 // 5])
     with pytest.raises(SlideReadError, match='cut.tif.*truncated'):
         open_slide(str(cut))
+    # Intact structure, garbage in one tile: the read names the file and
+    # the region.
+    with tifffile.TiffFile(pyramid[0]) as tf:
+        off = tf.pages[0].dataoffsets[5]
+    bad = bytearray(data)
+    bad[off:off + 64] = b'\xff' * 64
+    (tmp_path / 'bad.tif').write_bytes(bytes(bad))
+    for backend in (None, 'tiffslide'):
+        with pytest.raises(SlideReadError, match='bad.tif.*cannot read'):
+            with open_slide(str(tmp_path / 'bad.tif'),
+                            backend=backend) as r:
+                r.read_region(0, 0, W, H)
     junk = tmp_path / 'junk.svs'
     junk.write_bytes(b'not a slide' * 50)
     with pytest.raises(SlideReadError, match='junk.svs'):
@@ -200,7 +212,7 @@ def _monusac(shared_data):
     return root, svs
 
 
-@pytest.mark.parametrize('backend', [None, 'tiffslide'])
+@pytest.mark.parametrize('backend', [None, 'tiffslide', 'image'])
 def test_monusac_svs_equal_decoded_png(shared_data, backend):
     root, svs = _monusac(shared_data)
     for path in svs:
