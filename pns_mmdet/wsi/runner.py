@@ -409,7 +409,9 @@ class SlideRunner:
         os.makedirs(slide_out, exist_ok=True)
         partial = osp.join(slide_out, PARTIAL_DB)
         if overwrite:
-            for p in list(paths.values()) + [partial]:
+            # Also SQLite's side files of an interrupted journal.
+            side = [partial + x for x in ('', '-journal', '-wal', '-shm')]
+            for p in list(paths.values()) + side:
                 if osp.exists(p):
                     os.remove(p)
         elif osp.isfile(paths['db']) and not osp.exists(partial):
@@ -592,11 +594,22 @@ class SlideRunner:
                                  persistent_workers=False)
         loader = DataLoader(dataset, **loader_kwargs)
         tile_by_index = {t.index: t for t in todo}
-        next_id = store.max_id() + 1 if hasattr(store, 'max_id') else (
-            len(store) + 1)
+        # Ids continue the journal's, so a resumed run numbers as a whole.
+        next_id = store.max_id() + 1
         nuclei = len(store)
-        n = 0
         iterator = iter(loader)
+        try:
+            return self._loop(iterator, tile_by_index, store, s, timer,
+                           progress, next_id, nuclei, len(todo))
+        finally:
+            del iterator  # stops the workers
+            if dataset._reader is not None:  # workers=0: ours
+                dataset._reader.close()
+
+    def _loop(self, iterator, tile_by_index, store, s, timer, progress,
+              next_id, nuclei, total) -> int:
+        """Engine, ownership and journal for each tile read."""
+        n = 0
         while True:
             with timer.stage('read'):
                 try:
@@ -618,7 +631,7 @@ class SlideRunner:
             nuclei += len(records)
             n += 1
             if progress is not None:
-                progress(n, len(todo), nuclei)
+                progress(n, total, nuclei)
         return n
 
     def _records(self, tile: ProcessingTile, rgb: np.ndarray, result, store,
