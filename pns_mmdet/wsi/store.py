@@ -98,14 +98,20 @@ class NucleusRecord:
     @property
     def area(self) -> float:
         """Polygon area (shoelace), level-0 px²."""
-        p = np.asarray(self.polygon, dtype=np.float64)
-        x, y = p[:, 0], p[:, 1]
-        return float(abs(np.dot(x, np.roll(y, -1)) -
-                         np.dot(y, np.roll(x, -1))) / 2)
+        return float(abs(_signed_area(self.polygon)))
 
     def geometry(self) -> shapely.Polygon:
         """The outline as a shapely Polygon (level-0 px)."""
         return shapely.Polygon(np.asarray(self.polygon, dtype=np.float64))
+
+
+def _signed_area(polygon: np.ndarray) -> float:
+    """Shoelace area of an open ring (K, 2); > 0 when counter-clockwise in
+    x-right / y-up axes."""
+    p = np.asarray(polygon, dtype=np.float64)
+    x, y = p[:, 0], p[:, 1]
+    return float((x[:-1] @ y[1:] - y[:-1] @ x[1:] + x[-1] * y[0] -
+                  y[-1] * x[0]) / 2)
 
 
 def _check_record(rec: NucleusRecord) -> None:
@@ -222,7 +228,7 @@ class NucleusStore:
             rows.append((rid, int(tile_index), x, y,
                          *(float(v) for v in rec.box), int(rec.label),
                          str(rec.class_name), float(rec.score),
-                         NucleusRecord.area.fget(rec), px, py,
+                         rec.area, px, py,
                          shapely.to_wkb(shapely.Polygon(poly)),
                          json.dumps({str(k): float(v) for k, v in
                                      rec.measurements.items()})))

@@ -25,7 +25,7 @@ import shapely
 from ..utils import atomic_write
 from ..visualization.geojson import detection_feature
 from .measurements import MEASUREMENT_KEYS
-from .store import NucleusRecord
+from .store import NucleusRecord, _signed_area
 
 __all__ = ['write_geojson', 'write_csv', 'CSV_COLUMNS']
 
@@ -34,22 +34,38 @@ CSV_COLUMNS = ('id', 'x', 'y', 'x0', 'y0', 'x1', 'y1', 'point_x', 'point_y',
                'label', 'class_name', 'score')
 
 
-def _valid_geometry(rec: NucleusRecord, precision: Optional[int]):
-    """The record's outline as a valid shapely geometry."""
+def _geometry(rec: NucleusRecord, precision: Optional[int]) -> dict:
+    """The record's outline as a valid GeoJSON geometry mapping."""
     ring = np.asarray(rec.polygon, dtype=np.float64)
     if precision is not None:
         ring = np.round(ring, precision)
     geom = shapely.Polygon(ring)
     if geom.is_valid:
-        return shapely.geometry.polygon.orient(geom, 1.0)
-    # A ring touching or crossing itself (a nucleus pinched to one pixel
-    # corner): keep its polygonal parts, as QuPath would after repair.
+        # Counter-clockwise exterior (as shapely's orient(geom, 1.0)),
+        # written straight from the array: 4x faster than mapping().
+        if _signed_area(ring) < 0:
+            ring = ring[::-1]
+        coords = ring.tolist()
+        coords.append(coords[0])
+        return {'type': 'Polygon', 'coordinates': [coords]}
+    return shapely.geometry.mapping(_repaired(geom, rec))
+
+
+def _repaired(geom, rec: NucleusRecord):
+    """Polygonal parts of an invalid outline (a ring touching or crossing
+    itself, e.g. a nucleus pinched to one pixel corner), as QuPath would
+    keep them after repair; the box when nothing polygonal is left."""
     fixed = shapely.make_valid(geom)
-    parts = [g for g in getattr(fixed, 'geoms', [fixed])
-             if isinstance(g, (shapely.Polygon, shapely.MultiPolygon))
-             and not g.is_empty]
+    parts = [
+        shapely.geometry.polygon.orient(p, 1.0)
+        for g in getattr(fixed, 'geoms', [fixed])
+        for p in getattr(g, 'geoms', [g])
+        if isinstance(p, shapely.Polygon) and not p.is_empty
+    ]
+    if len(parts) == 1:
+        return parts[0]
     if parts:
-        return shapely.union_all(parts)
+        return shapely.MultiPolygon(parts)
     x0, y0, x1, y1 = rec.box
     if x1 > x0 and y1 > y0:
         return shapely.box(x0, y0, x1, y1)
@@ -119,9 +135,8 @@ def write_geojson(records: Iterable[NucleusRecord],
                     'Score': round(float(rec.score), 6)}
             meas.update((k, float(v)) for k, v in rec.measurements.items()
                         if math.isfinite(float(v)))
-            geom = _valid_geometry(rec, precision)
             feature = detection_feature(
-                shapely.geometry.mapping(geom), class_names[rec.label],
+                _geometry(rec, precision), class_names[rec.label],
                 palette[rec.label], meas, f'{image_name}/{int(rec.id)}')
             f.write(',\n' if count else '\n')
             f.write(json.dumps(feature, allow_nan=False,

@@ -90,6 +90,7 @@ def test_geojson_csv_and_store_agree(store, tmp_path):
             'name': CLASSES[rec.label], 'color': list(PALETTE[rec.label])}
         geom = shapely.geometry.shape(feat['geometry'])
         assert geom.is_valid and geom.geom_type == 'Polygon'
+        assert geom.exterior.is_ccw  # RFC 7946 / shapely orient(1.0)
         # The CSV area (model-frame pixels x mpp^2) is the polygon's area.
         assert float(row['area_um2']) == pytest.approx(
             geom.area * SLIDE_MPP**2, rel=1e-3)
@@ -122,15 +123,22 @@ def _rec(rid, poly, label=0, **meas):
 def test_invalid_outline_repaired_and_nan_dropped(tmp_path):
     bowtie = [(0, 0), (10, 10), (10, 0), (0, 10)]  # self-crossing ring
     path = str(tmp_path / 'b.geojson')
+    pinched = [(0, 0), (2, 0), (2, 2), (4, 2), (4, 4), (2, 4), (2, 2),
+               (0, 2)]  # two squares touching at a corner, one ring
+    clockwise = [(0, 0), (0, 4), (4, 4), (4, 0)]
     recs = [_rec(1, bowtie, area_um2=float('nan'), eosin_od=0.2),
-            _rec(2, [(0, 0), (4, 0), (4, 4), (0, 4)])]
-    assert write_geojson(iter(recs), path, CLASSES, PALETTE) == 2
+            _rec(2, clockwise), _rec(3, pinched)]
+    assert write_geojson(iter(recs), path, CLASSES, PALETTE) == 3
     feats = _strict_json(open(path).read())['features']
-    g = shapely.geometry.shape(feats[0]['geometry'])
-    assert g.is_valid and g.area == pytest.approx(50.0)
+    geoms = [shapely.geometry.shape(f['geometry']) for f in feats]
+    assert all(g.is_valid for g in geoms)
+    assert geoms[0].area == pytest.approx(50.0)
+    assert geoms[1].area == 16.0 and geoms[1].exterior.is_ccw
+    assert geoms[2].geom_type == 'MultiPolygon' and geoms[2].area == 8.0
+    assert all(p.exterior.is_ccw for p in geoms[2].geoms)
     assert feats[0]['properties']['measurements'] == {
         'Nucleus ID': 1, 'Score': 0.5, 'eosin_od': 0.2}
-    assert write_csv(recs, str(tmp_path / 'b.csv')) == 2
+    assert write_csv(recs, str(tmp_path / 'b.csv')) == 3
     rows = list(csv.DictReader(open(tmp_path / 'b.csv', newline='')))
     assert rows[0]['area_um2'] == 'nan' and rows[1]['area_um2'] == ''
     assert rows[1]['eosin_od'] == ''
