@@ -2,6 +2,7 @@ from .backbones import *  # noqa: F401,F403
 from .dense_heads import *  # noqa: F401,F403
 from .detectors import *  # noqa: F401,F403
 from .inference import *  # noqa: F401,F403
+from .losses import *  # noqa: F401,F403
 from .sam import *  # noqa: F401,F403
 from .task_modules import *  # noqa: F401,F403
 from .utils import *  # noqa: F401,F403

@@ -3,7 +3,6 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from mmdet.models.dense_heads.base_dense_head import BaseDenseHead
 from mmdet.models.utils import multi_apply
 from mmdet.registry import MODELS, TASK_UTILS
@@ -14,8 +13,8 @@ from mmengine.config import ConfigDict
 from mmengine.structures import InstanceData
 from torch import Tensor
 
-from ..utils.point_ops import (clip_points, point_nms, points_to_boxes,
-                               points_to_grid, rescale_points)
+from ..utils.point_ops import anchor_grid, sample_at_points
+from .point_postprocess import anchor_outputs_to_points
 
 
 def _mlp(in_dim: int, hidden_dim: int, out_dim: int,
@@ -169,23 +168,9 @@ class PointAnchorHead(BaseDenseHead):
     def anchor_points(self, grid_hw: Tuple[int, int],
                       device: torch.device = torch.device('cpu'),
                       dtype: torch.dtype = torch.float32) -> Tensor:
-        """Anchor grid ``stride/2 + k*stride`` in input pixels.
-
-        Args:
-            grid_hw (tuple[int, int]): (Ha, Wa) anchors along y and x, i.e.
-                padded input size // stride.
-            device (torch.device): Device of the result.
-            dtype (torch.dtype): Dtype of the result.
-
-        Returns:
-            Tensor: (Ha, Wa, 2) x, y of each anchor.
-        """
-        ha, wa = grid_hw
-        half = self.stride / 2.0
-        ys = torch.arange(ha, device=device, dtype=dtype) * self.stride + half
-        xs = torch.arange(wa, device=device, dtype=dtype) * self.stride + half
-        grid_y, grid_x = torch.meshgrid(ys, xs, indexing='ij')
-        return torch.stack([grid_x, grid_y], dim=-1)
+        """(Ha, Wa, 2) anchors of this head's stride, see
+        :func:`~pns_mmdet.models.utils.anchor_grid`."""
+        return anchor_grid(grid_hw, self.stride, device, dtype)
 
     def input_size(self, x: Tuple[Tensor]) -> Tuple[int, int]:
         """Padded input (H, W) implied by the finest neck level.
@@ -208,27 +193,12 @@ class PointAnchorHead(BaseDenseHead):
                 f'pad_size_divisor to a multiple of {self.stride}')
         return in_h, in_w
 
-    def sample_features(self, feat: Tensor, stride: float,
+    @staticmethod
+    def sample_features(feat: Tensor, stride: float,
                         points: Tensor) -> Tensor:
-        """Bilinearly sample a feature map at input-frame points.
-
-        Args:
-            feat (Tensor): (B, C, h, w) feature map of the given stride.
-            stride (float): Its stride in input pixels.
-            points (Tensor): (B, Ha, Wa, 2) x, y in input pixels.
-
-        Returns:
-            Tensor: (B, C, Ha, Wa) sampled features.
-        """
-        grid = points_to_grid(points, stride, feat.shape[-2:])
-        # Border padding: edge anchors of inputs whose size is not a
-        # multiple of the coarsest stride fall just outside that level.
-        return F.grid_sample(
-            feat,
-            grid.to(feat.dtype),
-            mode='bilinear',
-            padding_mode='border',
-            align_corners=False)
+        """(B, C, Ha, Wa) features of ``feat`` at (B, Ha, Wa, 2) points,
+        see :func:`~pns_mmdet.models.utils.sample_at_points`."""
+        return sample_at_points(feat, stride, points)
 
     def forward(self, x: Tuple[Tensor]) -> Tuple[Tensor, Tensor]:
         """Predict logits and refined points for every anchor.
@@ -452,52 +422,6 @@ class PointAnchorHead(BaseDenseHead):
                                 img_meta: dict, cfg: ConfigDict,
                                 rescale: bool,
                                 mask_prob: Optional[Tensor]) -> InstanceData:
-        """Post-process one image; see :meth:`predict_by_feat`.
-
-        Args:
-            cls_score (Tensor): (M, C + 1) logits.
-            point_pred (Tensor): (M, 2) x, y in input pixels.
-            img_meta (dict): Meta information of the image.
-            cfg (ConfigDict): Test config.
-            rescale (bool): Map to the original image frame.
-            mask_prob (Tensor, optional): (H, W) foreground probability.
-
-        Returns:
-            InstanceData: ``points``, ``labels``, ``scores``, ``bboxes``.
-        """
-        probs = cls_score.softmax(dim=-1)
-        scores, labels = probs.max(dim=-1)
-        keep = labels < self.num_classes
-        score_thr = cfg.get('score_thr', 0.0)
-        if score_thr > 0:
-            keep &= scores > score_thr
-        points = clip_points(point_pred[keep], img_meta['img_shape'])
-        scores, labels = scores[keep], labels[keep]
-
-        if mask_prob is not None:
-            # The point lies in pixel (round(y), round(x)) (pixel centres at
-            # integer coordinates).
-            px = points.round().long()
-            fg = mask_prob[px[:, 1], px[:, 0]] > cfg.get('mask_thr', 0.5)
-            points, scores, labels = points[fg], scores[fg], labels[fg]
-
-        order = point_nms(points, scores, cfg.get('nms_radius', 12.0))
-        max_per_img = cfg.get('max_per_img', 0)
-        if max_per_img and max_per_img > 0:
-            order = order[:max_per_img]
-        points, scores, labels = points[order], scores[order], labels[order]
-
-        if rescale:
-            # No scale_factor in the metainfo means no Resize in the
-            # pipeline: the input frame is the original frame.
-            scale_factor = img_meta.get('scale_factor', (1.0, 1.0))
-            points = rescale_points(points, scale_factor)
-            points = clip_points(
-                points, img_meta.get('ori_shape', img_meta['img_shape']))
-
-        results = InstanceData()
-        results.points = points
-        results.scores = scores
-        results.labels = labels
-        results.bboxes = points_to_boxes(points, cfg.get('box_size', 8.0))
-        return results
+        """Post-process one image (:func:`anchor_outputs_to_points`)."""
+        return anchor_outputs_to_points(cls_score, point_pred, img_meta, cfg,
+                                        self.num_classes, rescale, mask_prob)

@@ -141,8 +141,7 @@ class PromptNucSeg(BaseDetector):
         self.eval()
 
     def _check_preprocessing(self) -> None:
-        """This model only converts BGR to RGB; each part then normalises
-        with its own mean/std, exactly as it was trained."""
+        """BGR to RGB only here; each part applies its own mean/std."""
         dp = self.data_preprocessor
         if getattr(dp, '_enable_normalize', False) or not getattr(
                 dp, '_channel_conversion', False):

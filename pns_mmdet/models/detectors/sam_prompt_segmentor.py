@@ -12,10 +12,12 @@ from torch import Tensor
 
 from ..inference import (TiledDecoder, class_map, rescale_instances,
                          stitch_instances)
+from ..losses import PromptMaskLoss
 from ..sam.checkpoint import load_sam_checkpoint
+from ..sam.parts import check_sam_parts
 from ..utils.autocast import autocast_context, check_autocast_dtype
 from ..utils.prompts import (build_point_prompts, resolve_num_neg_prompts,
-                             sample_interior_points)
+                             sample_training_prompts)
 
 __all__ = ['SAMPromptSegmentor']
 
@@ -32,11 +34,9 @@ class SAMPromptSegmentor(BaseDetector):
     plus the points of its K nearest other nuclei as negatives (paper Eq. 7)
     and yields one mask and one predicted IoU.
 
-    Training (paper Eq. 2, 7): per image, Z nuclei are drawn at random; the
-    positive point is drawn uniformly inside each one's mask, and the
-    negatives are the (equally drawn) points of the K nearest other nuclei.
-    Loss: ``loss_focal`` + ``loss_dice`` (per-mask mean) + MSE between the
-    predicted IoU and the IoU of the thresholded mask (target detached).
+    Training (paper Eq. 2, 7): Z random nuclei per image prompted by
+    :func:`~pns_mmdet.models.utils.sample_training_prompts`, losses by
+    :class:`~pns_mmdet.models.losses.PromptMaskLoss`.
 
     Inference (``predict``, the "oracle" mode of the paper's Table 7): the
     ground-truth points ``gt_instances.points`` are the prompts, run
@@ -121,10 +121,9 @@ class SAMPromptSegmentor(BaseDetector):
         self.image_encoder = MODELS.build(image_encoder)
         self.prompt_encoder = MODELS.build(prompt_encoder)
         self.mask_decoder = MODELS.build(mask_decoder)
-        self._check_sizes()
-        self.loss_focal = MODELS.build(loss_focal)
-        self.loss_dice = MODELS.build(loss_dice)
-        self.loss_iou = MODELS.build(loss_iou)
+        check_sam_parts(self.image_encoder, self.prompt_encoder,
+                        self.mask_decoder, img_size)
+        self.mask_loss = PromptMaskLoss(loss_focal, loss_dice, loss_iou)
         self.num_neg_prompts = int(num_neg_prompts)
         self.train_cfg = dict(
             num_prompts_per_img=20,
@@ -172,35 +171,7 @@ class SAMPromptSegmentor(BaseDetector):
             # init_weights leaves untouched.
             load_sam_checkpoint(self, checkpoint)
 
-    def _check_sizes(self) -> None:
-        """Fail early when the three parts disagree on sizes."""
-        emb_size = tuple(self.image_encoder.embedding_size)
-        pe = self.prompt_encoder
-        if tuple(pe.image_embedding_size) != emb_size:
-            raise ValueError(
-                'prompt_encoder.image_embedding_size '
-                f'{tuple(pe.image_embedding_size)} does not match the image '
-                f'encoder output grid {emb_size} (img_size {self.img_size})')
-        if tuple(pe.input_image_size) != (self.img_size, self.img_size):
-            raise ValueError(
-                f'prompt_encoder.input_image_size {tuple(pe.input_image_size)}'
-                f' must be (img_size, img_size) = {(self.img_size,) * 2}')
-        enc_size = getattr(self.image_encoder, 'img_size', self.img_size)
-        if enc_size != self.img_size:
-            raise ValueError(f'image_encoder.img_size {enc_size} != '
-                             f'img_size {self.img_size}')
-        channels = self.image_encoder.out_channels
-        if (pe.embed_dim != channels
-                or self.mask_decoder.transformer_dim != channels):
-            raise ValueError(
-                f'image encoder output channels ({channels}), '
-                f'prompt_encoder.embed_dim ({pe.embed_dim}) and '
-                'mask_decoder.transformer_dim '
-                f'({self.mask_decoder.transformer_dim}) must be equal')
-
-    # ------------------------------------------------------------------
-    # API shared with the end-to-end model (docs/design.md)
-    # ------------------------------------------------------------------
+    # ------------ API shared with the end-to-end model (docs/design.md)
     def encode_image(self, inputs: Tensor) -> Tensor:
         """Run the image encoder.
 
@@ -323,9 +294,7 @@ class SAMPromptSegmentor(BaseDetector):
             ious.append(iou)
         return torch.cat(masks), torch.cat(ious)
 
-    # ------------------------------------------------------------------
-    # mmdet detector interface
-    # ------------------------------------------------------------------
+    # ----------------------------------------- mmdet detector interface
     def extract_feat(self, batch_inputs: Tensor) -> Tensor:
         """(B, 3, S, S) -> (B, C, h, w) image embeddings."""
         return self.encode_image(batch_inputs)
@@ -393,36 +362,18 @@ class SAMPromptSegmentor(BaseDetector):
             embeddings = self.encode_image(batch_inputs)
         all_logits, all_ious, all_targets = [], [], []
         for i, sample in enumerate(batch_data_samples):
-            gt_masks = sample.gt_instances.masks
-            num_gts = len(gt_masks)
-            if num_gts == 0:
+            prompts = sample_training_prompts(
+                sample, self.img_size, cfg['num_prompts_per_img'],
+                cfg['num_neg_prompts'], embeddings.device)
+            if prompts is None:
                 continue
-            masks = gt_masks.to_tensor(
-                dtype=torch.bool, device=embeddings.device)
-            if tuple(masks.shape[-2:]) != (self.img_size, self.img_size):
-                raise ValueError(
-                    f'gt_instances.masks of {sample.metainfo.get("img_path")}'
-                    f' are {tuple(masks.shape[-2:])}, expected the padded '
-                    f'{self.img_size} x {self.img_size} input frame (enable '
-                    'data_preprocessor pad_mask=True)')
-            keep = masks.flatten(1).any(1)  # masks cropped away entirely
-            masks = masks[keep]
-            if len(masks) == 0:
-                continue
-            points = sample_interior_points(masks)
-            coords, labels = build_point_prompts(points,
-                                                 cfg['num_neg_prompts'])
-            chosen = torch.randperm(
-                len(masks),
-                device=masks.device)[:cfg['num_prompts_per_img']]
+            coords, labels, targets = prompts
             logits, ious = self.decode_prompts(
-                embeddings[i:i + 1],
-                coords[chosen],
-                labels[chosen],
-                chunk_size=max(len(chosen), 1))
+                embeddings[i:i + 1], coords, labels,
+                chunk_size=max(len(coords), 1))
             all_logits.append(logits)
             all_ious.append(ious)
-            all_targets.append(masks[chosen])
+            all_targets.append(targets)
         return all_logits, all_ious, all_targets
 
     def mask_losses(self,
@@ -430,30 +381,9 @@ class SAMPromptSegmentor(BaseDetector):
                     pred_ious: Tensor,
                     gt_masks: Tensor,
                     mask_threshold: float = 0.0) -> Dict[str, Tensor]:
-        """Focal + dice + IoU-regression losses of M predicted masks.
-
-        Args:
-            mask_logits (Tensor): (M, H, W) mask logits.
-            pred_ious (Tensor): (M,) predicted IoU.
-            gt_masks (Tensor): (M, H, W) 0/1 target masks.
-            mask_threshold (float): Logit threshold of the predicted mask
-                whose IoU with the target is the IoU-head target.
-
-        Returns:
-            dict[str, Tensor]: ``loss_focal``, ``loss_dice``, ``loss_iou``.
-        """
-        gt_masks = gt_masks.float()
-        with torch.no_grad():
-            binary = mask_logits > mask_threshold
-            gt_bool = gt_masks > 0.5
-            inter = (binary & gt_bool).flatten(1).sum(1)
-            union = (binary | gt_bool).flatten(1).sum(1)
-            iou_targets = inter.float() / union.clamp(min=1).float()
-        return dict(
-            loss_focal=self.loss_focal(
-                mask_logits.flatten(1), gt_masks.flatten(1)),
-            loss_dice=self.loss_dice(mask_logits, gt_masks),
-            loss_iou=self.loss_iou(pred_ious, iou_targets))
+        """:class:`~pns_mmdet.models.losses.PromptMaskLoss` of M masks."""
+        return self.mask_loss(mask_logits, pred_ious, gt_masks,
+                              mask_threshold)
 
     def predict(self,
                 batch_inputs: Tensor,
@@ -500,9 +430,7 @@ class SAMPromptSegmentor(BaseDetector):
                     sem_seg=class_map(inst_map, instances.labels)[None])
         return batch_data_samples
 
-    # ------------------------------------------------------------------
-    # helpers
-    # ------------------------------------------------------------------
+    # ---------------------------------------------------------- helpers
     @staticmethod
     def _gt_points(sample: DetDataSample) -> Tensor:
         gt = sample.gt_instances

@@ -3,6 +3,7 @@ from .checkpoint import (LITEMEDSAM_CHECKPOINT, SAM_PARTS, load_sam_checkpoint,
 from .image_encoder import SAM_VIT_ARCHS, SAMImageEncoderViT
 from .mask_decoder import SAMMaskDecoder
 from .padded_window_block import PaddedWindowBlock
+from .parts import check_sam_parts
 from .pos_embed import resize_abs_pos_embed, resize_rel_pos
 from .prompt_encoder import SAMPromptEncoder
 from .tiny_vit_encoder import LITEMEDSAM_ARCH, LiteMedSAMImageEncoder
@@ -10,6 +11,7 @@ from .tiny_vit_encoder import LITEMEDSAM_ARCH, LiteMedSAMImageEncoder
 __all__ = [
     'LITEMEDSAM_ARCH', 'LITEMEDSAM_CHECKPOINT', 'LiteMedSAMImageEncoder',
     'PaddedWindowBlock', 'SAM_PARTS', 'SAM_VIT_ARCHS', 'SAMImageEncoderViT',
-    'SAMMaskDecoder', 'SAMPromptEncoder', 'load_sam_checkpoint',
+    'SAMMaskDecoder', 'SAMPromptEncoder', 'check_sam_parts',
+    'load_sam_checkpoint',
     'resize_abs_pos_embed', 'resize_rel_pos', 'resolve_checkpoint_path'
 ]

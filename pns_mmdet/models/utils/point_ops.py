@@ -8,6 +8,7 @@ from typing import Sequence, Tuple, Union
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from scipy.spatial import cKDTree
 from torch import Tensor
 
@@ -158,3 +159,48 @@ def points_to_grid(points: Tensor, stride: float,
     h, w = feat_hw[-2:]
     size = points.new_tensor([w * stride, h * stride])
     return 2.0 * (points + 0.5) / size - 1.0
+
+
+def anchor_grid(grid_hw: Tuple[int, int], stride: int,
+                device: torch.device = torch.device('cpu'),
+                dtype: torch.dtype = torch.float32) -> Tensor:
+    """Anchor points ``stride/2 + k*stride`` in input pixels.
+
+    Args:
+        grid_hw (tuple[int, int]): (Ha, Wa) anchors along y and x, i.e.
+            padded input size // stride.
+        stride (int): Anchor stride (λ), pixels.
+        device (torch.device): Device of the result.
+        dtype (torch.dtype): Dtype of the result.
+
+    Returns:
+        Tensor: (Ha, Wa, 2) x, y of each anchor.
+    """
+    ha, wa = grid_hw
+    half = stride / 2.0
+    ys = torch.arange(ha, device=device, dtype=dtype) * stride + half
+    xs = torch.arange(wa, device=device, dtype=dtype) * stride + half
+    grid_y, grid_x = torch.meshgrid(ys, xs, indexing='ij')
+    return torch.stack([grid_x, grid_y], dim=-1)
+
+
+def sample_at_points(feat: Tensor, stride: float, points: Tensor) -> Tensor:
+    """Bilinearly sample a feature map at input-frame points.
+
+    Args:
+        feat (Tensor): (B, C, h, w) feature map of the given stride.
+        stride (float): Its stride in input pixels.
+        points (Tensor): (B, Ha, Wa, 2) x, y in input pixels.
+
+    Returns:
+        Tensor: (B, C, Ha, Wa) sampled features.
+    """
+    grid = points_to_grid(points, stride, feat.shape[-2:])
+    # Border padding: edge anchors of inputs whose size is not a multiple
+    # of the coarsest stride fall just outside that level.
+    return F.grid_sample(
+        feat,
+        grid.to(feat.dtype),
+        mode='bilinear',
+        padding_mode='border',
+        align_corners=False)

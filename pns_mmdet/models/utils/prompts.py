@@ -6,13 +6,15 @@ points, so that touching nuclei are not merged into one mask.
 """
 from typing import Optional, Tuple
 
+from mmdet.structures import DetDataSample
+
 import torch
 from mmengine.logging import print_log
 from torch import Tensor
 
 __all__ = [
     'build_point_prompts', 'sample_interior_points',
-    'resolve_num_neg_prompts'
+    'resolve_num_neg_prompts', 'sample_training_prompts'
 ]
 
 # SAM's point labels: 1 foreground, 0 background, -1 "not a point" (padding).
@@ -141,3 +143,43 @@ def resolve_num_neg_prompts(k: int, override: Optional[int],
             f'{where}: num_neg_prompts={value} overrides the segmentor\'s '
             f'K={k}', logger='current')
     return value
+
+
+def sample_training_prompts(sample: DetDataSample, img_size: int,
+                            num_prompts: int, k: int,
+                            device: torch.device
+                            ) -> Optional[Tuple[Tensor, Tensor, Tensor]]:
+    """Draw the training prompts of one image (paper Eq. 2, 7).
+
+    A positive point is drawn uniformly inside every nucleus mask, each
+    nucleus gets the points of its ``k`` nearest others as negatives, and
+    ``num_prompts`` (Z) nuclei are chosen at random.
+
+    Args:
+        sample (DetDataSample): With ``gt_instances.masks`` (BitmapMasks in
+            the padded ``img_size`` x ``img_size`` input frame).
+        img_size (int): Side of the model input.
+        num_prompts (int): Z.
+        k (int): K.
+        device (torch.device): Device of the results.
+
+    Returns:
+        tuple | None: coords (Z', 1 + k, 2), labels (Z', 1 + k) and target
+        masks (Z', S, S) bool, Z' = min(Z, nuclei); None without nuclei.
+    """
+    gt_masks = sample.gt_instances.masks
+    if len(gt_masks) == 0:
+        return None
+    masks = gt_masks.to_tensor(dtype=torch.bool, device=device)
+    if tuple(masks.shape[-2:]) != (img_size, img_size):
+        raise ValueError(
+            f'gt_instances.masks of {sample.metainfo.get("img_path")} are '
+            f'{tuple(masks.shape[-2:])}, expected the padded {img_size} x '
+            f'{img_size} input frame (enable data_preprocessor '
+            'pad_mask=True)')
+    masks = masks[masks.flatten(1).any(1)]  # masks cropped away entirely
+    if len(masks) == 0:
+        return None
+    coords, labels = build_point_prompts(sample_interior_points(masks), k)
+    chosen = torch.randperm(len(masks), device=masks.device)[:num_prompts]
+    return coords[chosen], labels[chosen], masks[chosen]

@@ -1,0 +1,3 @@
+from .prompt_mask_loss import PromptMaskLoss
+
+__all__ = ['PromptMaskLoss']
