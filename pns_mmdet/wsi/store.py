@@ -176,8 +176,12 @@ class NucleusStore:
                 'SELECT value FROM meta WHERE key = ?',
                 ('format', )).fetchone()
         except sqlite3.DatabaseError as err:
+            hint = ''
+            if mode == 'r' and osp.exists(self.path + '-journal'):
+                hint = ('; it has an unfinished transaction (a killed run): '
+                        'open it once with mode="a" to roll that back')
             raise ValueError(f'nucleus store {self.path}: not a readable '
-                             f'SQLite nucleus store ({err})') from err
+                             f'SQLite nucleus store ({err}){hint}') from err
         if fmt is None or json.loads(fmt[0]) != STORE_FORMAT:
             self._con.close()
             raise ValueError(

@@ -189,3 +189,28 @@ def test_sigkill_leaves_whole_tiles(tmp_path):
         nxt = len(done)
         s.add_tile(nxt, [_record(nxt * 500 + 1, 1, 1)])
         assert s.max_id() == nxt * 500 + 1
+
+
+def test_hot_journal_rolled_back(tmp_path):
+    """A copy taken mid-transaction (what a power cut leaves): read-only
+    opening says how to recover; 'a' rolls the transaction back."""
+    import shutil
+    src = str(tmp_path / 'live.db')
+    NucleusStore(src, 'a').close()
+    con = sqlite3.connect(src)
+    con.execute('PRAGMA cache_size=1')  # spill: the journal gets written
+    con.execute('BEGIN')
+    for i in range(3000):
+        con.execute('INSERT INTO meta VALUES (?, ?)', (str(i), '"' + 'x' *
+                                                      200 + '"'))
+    assert osp.exists(src + '-journal')
+    dst = str(tmp_path / 'cut.db')
+    shutil.copy(src, dst)
+    shutil.copy(src + '-journal', dst + '-journal')
+    con.close()
+    with pytest.raises(ValueError, match='cut.db.*mode="a"'):
+        NucleusStore(dst)
+    with NucleusStore(dst, 'a') as s:
+        assert s.get_meta('5') is None and len(s) == 0
+    with NucleusStore(dst) as s:
+        assert s.done_tiles() == set()
