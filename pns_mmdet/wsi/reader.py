@@ -204,11 +204,26 @@ class _OpenSlideBackend:
         self.mpp_found = f'openslide.mpp-x={mpps[0]}'
         self.mpp = _mean_mpp(mpps)
 
-    def read(self, level: int, x: int, y: int, w: int, h: int) -> np.ndarray:
+    def _loc(self, level: int, x: int, y: int) -> Tuple[int, int]:
         d = self.level_downsamples[level]
         # openslide takes the location in level 0; rounding keeps
         # location / downsample nearest to the wanted level pixel.
-        loc = (int(round(x * d)), int(round(y * d)))
+        return int(round(x * d)), int(round(y * d))
+
+    def subpixel(self, level: int) -> bool:
+        d = self.level_downsamples[level]
+        return abs(d - round(d)) > 1e-12
+
+    def offset(self, level: int, x: int, y: int) -> Tuple[float, float]:
+        # openslide samples the level bilinearly at location / downsample
+        # + j, which is fractional when the downsample is not an integer
+        # (Aperio's 4.0003x): the returned grid is shifted by this much.
+        d = self.level_downsamples[level]
+        lx, ly = self._loc(level, x, y)
+        return lx / d - x, ly / d - y
+
+    def read(self, level: int, x: int, y: int, w: int, h: int) -> np.ndarray:
+        loc = self._loc(level, x, y)
         rgba = np.asarray(self._slide.read_region(loc, level, (w, h)))
         return _over_white(rgba)
 
@@ -235,6 +250,12 @@ class _TiffSlideBackend:
         self.mpp = _mean_mpp(mpps)
         # Decode one pixel now: a corrupt first tile fails at open time.
         self.read(0, 0, 0, 1, 1)
+
+    def subpixel(self, level: int) -> bool:
+        return False  # whole level pixels, see read()
+
+    def offset(self, level: int, x: int, y: int) -> Tuple[float, float]:
+        return 0.0, 0.0
 
     def read(self, level: int, x: int, y: int, w: int, h: int) -> np.ndarray:
         d = self.level_downsamples[level]
@@ -290,6 +311,12 @@ class _ImageBackend:
             (dims[0][0] / d[0] + dims[0][1] / d[1]) / 2 for d in dims)
         # Decode one pixel now: a corrupt first tile fails at open time.
         self.read(0, 0, 0, 1, 1)
+
+    def subpixel(self, level: int) -> bool:
+        return False
+
+    def offset(self, level: int, x: int, y: int) -> Tuple[float, float]:
+        return 0.0, 0.0
 
     def read(self, level: int, x: int, y: int, w: int, h: int) -> np.ndarray:
         return _to_rgb(np.asarray(self._levels[level][y:y + h, x:x + w]),
@@ -513,6 +540,8 @@ class SlideReader:
             pyramid level not coarser than needed and resampled (area
             averaging down, linear up); parts outside the slide are white.
         """
+        if self._impl is None:
+            raise SlideReadError(f'{self.path}: the reader is closed')
         w, h = int(w), int(h)
         if w <= 0 or h <= 0:
             raise ValueError(f'read_region: w and h must be > 0, got {w}x{h}')
@@ -523,9 +552,11 @@ class SlideReader:
         level = self.best_level(scale)
         ratio = scale / self.level_downsamples[level]  # level px per out px
         lx, ly = x * ratio, y * ratio
-        if abs(ratio - 1) < 1e-9 and lx == int(lx) and ly == int(ly):
+        whole = not self._impl.subpixel(level)  # level pixels as stored
+        if whole and abs(ratio - 1) < 1e-9 and lx == int(lx) and \
+                ly == int(ly):
             return self._read_level(level, int(lx), int(ly), w, h)
-        if ratio >= 1 and _is_int(lx) and _is_int(ly) and \
+        if whole and ratio >= 1 and _is_int(lx) and _is_int(ly) and \
                 _is_int(lx + w * ratio) and _is_int(ly + h * ratio):
             # Whole-pixel window: cv2's area resize is exactly the overlap
             # average of _resample_matrix, and faster.
@@ -543,8 +574,12 @@ class SlideReader:
         wx1 = int(math.ceil(lx + w * ratio)) + 1
         wy1 = int(math.ceil(ly + h * ratio)) + 1
         win = self._read_level(level, wx0, wy0, wx1 - wx0, wy1 - wy0)
-        my = _resample_matrix(ly, h, ratio, wy0, wy1 - wy0)
-        mx = _resample_matrix(lx, w, ratio, wx0, wx1 - wx0)
+        # Window pixel i sits at level coordinate wx0 + i + fx (fx = 0
+        # unless the backend resampled it); shifting the start by -fx keeps
+        # the output on the exact level-0 geometry.
+        fx, fy = self._impl.offset(level, max(wx0, 0), max(wy0, 0))
+        my = _resample_matrix(ly - fy, h, ratio, wy0, wy1 - wy0)
+        mx = _resample_matrix(lx - fx, w, ratio, wx0, wx1 - wx0)
         wh, ww = win.shape[:2]
         tmp = my @ win.reshape(wh, ww * 3).astype(np.float32)  # (h, ww*3)
         tmp = tmp.reshape(h, ww, 3).transpose(1, 0, 2).reshape(ww, h * 3)

@@ -127,6 +127,31 @@ def test_neighbouring_regions_agree(flat):
     np.testing.assert_array_equal(a[30:, 50:], b[:50, :50])
 
 
+def test_non_integer_downsample_keeps_geometry(tmp_path):
+    """openslide resamples levels whose downsample is not an integer
+    (odd level-0 sizes); the reader undoes the sub-pixel shift."""
+    rng = np.random.default_rng(2)
+    h, w = 479, 639  # level 1 is 320 x 240: downsample 1.9964
+    small = rng.integers(0, 256, (31, 41, 3)).astype(np.float32)
+    img = np.clip(cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC),
+                  0, 255).astype(np.uint8)
+    lv1 = cv2.resize(np.pad(img, ((0, 1), (0, 1), (0, 0)), mode='edge'),
+                     (320, 240), interpolation=cv2.INTER_AREA)
+    path = str(tmp_path / 'odd.tif')
+    with tifffile.TiffWriter(path) as tw:
+        for i, lv in enumerate((img, lv1)):
+            tw.write(lv, tile=(128, 128), compression='zlib',
+                     photometric='rgb', resolution=(2e4 / 2**i, ) * 2,
+                     resolutionunit='CENTIMETER', subfiletype=i)
+    with open_slide(path) as r:
+        d = r.level_downsamples[1]
+        assert r.backend == 'openslide' and 1.99 < d < 2.0
+        for x in (51, 100, 203):  # sub-pixel shifts 0.09, 0.18, -0.13
+            got = r.read_region(x, 10, 100, 80, mpp=0.5 * d).astype(int)
+            err = np.abs(got - lv1[10:90, x:x + 100])
+            assert err.mean() < 0.5 and err.max() <= 5
+
+
 def test_thumbnail(pyramid):
     path, levels = pyramid
     with open_slide(path) as r:
