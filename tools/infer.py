@@ -126,7 +126,8 @@ def main(argv=None) -> int:
     from pns_mmdet.apis import NucleusInferencer
     from pns_mmdet.datasets.io import load_image
     from pns_mmdet.engine import trust_checkpoints
-    from pns_mmdet.utils import check_writable_dir
+    from pns_mmdet.utils import (ConfigFileError, check_writable_dir,
+                                 load_config)
     from pns_mmdet.visualization import (CocoResultsWriter,
                                          draw_instance_contours,
                                          instances_to_geojson, save_class_png,
@@ -141,8 +142,13 @@ def main(argv=None) -> int:
     trust_checkpoints(args.trust_checkpoint)
 
     try:
+        cfg = load_config(args.config, ('model', ))
+    except ConfigFileError as err:
+        print(f'[infer] error: {err}', file=sys.stderr)
+        return 2
+    try:
         inferencer = NucleusInferencer(
-            args.config,
+            cfg,
             device=args.device,
             prompter_checkpoint=args.prompter_checkpoint,
             segmentor_checkpoint=args.segmentor_checkpoint,

@@ -37,14 +37,18 @@ def parse_aperio_xml(path: str) -> List[np.ndarray]:
 
     Raises:
         FileNotFoundError: missing file.
-        ValueError: unparsable XML or vertices without numeric X/Y.
+        ValueError: unparsable XML, vertices without numeric X/Y, or
+            NaN/inf coordinates.
     """
     if not osp.isfile(path):
         raise FileNotFoundError(f'annotation XML not found: {path}')
     try:
         root = ET.parse(path).getroot()
-    except ET.ParseError as e:
-        raise ValueError(f'cannot parse annotation XML {path}: {e}') from e
+    except (ET.ParseError, ValueError, LookupError, RecursionError) as e:
+        # (LookupError: unknown encoding declared; RecursionError: absurdly
+        # deep nesting)
+        raise ValueError(f'cannot parse annotation XML {path}: '
+                         f'{type(e).__name__}: {e}') from e
     polys = []
     for k, region in enumerate(root.iter('Region')):
         verts = []
@@ -55,7 +59,13 @@ def parse_aperio_xml(path: str) -> List[np.ndarray]:
                 raise ValueError(
                     f'{path}: Region #{k} (Id={region.get("Id")}) has a '
                     f'Vertex without numeric X/Y: {v.attrib}') from e
-        polys.append(np.asarray(verts, np.float64).reshape(-1, 2))
+        poly = np.asarray(verts, np.float64).reshape(-1, 2)
+        # float() accepts 'nan'/'inf'; such a vertex cannot be filled.
+        if not np.isfinite(poly).all():
+            raise ValueError(
+                f'{path}: Region #{k} (Id={region.get("Id")}) has a '
+                'non-finite (NaN/inf) vertex coordinate')
+        polys.append(poly)
     return polys
 
 

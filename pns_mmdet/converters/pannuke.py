@@ -27,6 +27,7 @@ from typing import Dict, Optional, Sequence, Tuple
 import numpy as np
 
 from ..datasets.coco_writer import CocoLayoutWriter
+from ..datasets.io import load_npy, to_uint8_rgb
 
 __all__ = [
     'PANNUKE_CLASSES', 'PANNUKE_FOLD_ORDERS', 'find_pannuke_fold',
@@ -73,6 +74,13 @@ def find_pannuke_fold(src: str, fold: int) -> Tuple[str, str, str]:
     flat = [osp.join(src, f) for f in ('images.npy', 'masks.npy', 'types.npy')]
     if all(osp.isfile(p) for p in flat):
         return tuple(flat)
+    if any(osp.exists(p) for p in flat):
+        # A flat fold with a file missing (or a folder in its place).
+        bad = [p for p in flat if not osp.isfile(p)]
+        raise FileNotFoundError(
+            f'PanNuke fold {fold} in {src}: '
+            + ', '.join(f'{p} ' + ('is a directory' if osp.isdir(p) else
+                                   'is missing') for p in bad))
     raise FileNotFoundError(
         f'PanNuke fold {fold} not found under {src}: expected "Fold {fold}/'
         f'images/fold{fold}/images.npy" (and masks.npy, types.npy) or the '
@@ -102,8 +110,8 @@ def pannuke_masks_to_instance_map(
     for c in range(5):
         ch = np.asarray(masks[..., c])
         if not np.array_equal(ch, np.round(ch)) or ch.min() < 0:
-            raise ValueError(f'{name}: channel {c} has negative or '
-                             'non-integer ids')
+            raise ValueError(f'{name}: channel {c} has negative, '
+                             'non-integer or NaN ids')
         ids, inv = np.unique(ch.astype(np.int64), return_inverse=True)
         inv = inv.reshape(ch.shape)
         start = 1 if ids[0] == 0 else 0
@@ -149,10 +157,23 @@ def convert_pannuke(src: str,
     writer = CocoLayoutWriter(out_root, PANNUKE_CLASSES, write_maps)
     for k in folds:
         img_p, mask_p, type_p = find_pannuke_fold(src, k)
-        # Memory-mapped: a fold's masks are ~8 GB as float64.
-        images = np.load(img_p, mmap_mode='r')
-        masks = np.load(mask_p, mmap_mode='r')
-        types = np.load(type_p, allow_pickle=False)
+        # Memory-mapped: a fold's masks are ~8 GB as float64. load_npy
+        # checks each header against the file size first (truncated
+        # downloads) and refuses pickles.
+        images = load_npy(img_p, mmap_mode='r')
+        masks = load_npy(mask_p, mmap_mode='r')
+        types = load_npy(type_p)
+        for path, arr, rank in ((img_p, images, 4), (mask_p, masks, 4),
+                                (type_p, types, 1)):
+            if arr.ndim != rank:
+                raise ValueError(f'{path}: expected a {rank}-D array, got '
+                                 f'shape {arr.shape}')
+        for path, arr in ((img_p, images), (mask_p, masks)):
+            if not (np.issubdtype(arr.dtype, np.number)
+                    or arr.dtype == bool) or np.issubdtype(
+                        arr.dtype, np.complexfloating):
+                raise ValueError(f'{path}: expected a real numeric array, '
+                                 f'got dtype {arr.dtype}')
         n = len(images)
         if len(masks) != n or len(types) != n:
             raise ValueError(
@@ -168,8 +189,10 @@ def convert_pannuke(src: str,
             name = f'{mask_p}[{j}]'
             inst, cls = pannuke_masks_to_instance_map(np.asarray(masks[j]),
                                                       name)
+            # The image is checked (NaN, dtype) under its own file's name.
+            image = to_uint8_rgb(np.asarray(images[j]), f'{img_p}[{j}]')
             writer.add(f'{k}_{j}',
-                       np.asarray(images[j]),
+                       image,
                        inst,
                        split=f'fold{k}',
                        inst_classes=cls,

@@ -12,11 +12,52 @@ import pycocotools.mask as mask_utils
 from scipy import ndimage
 
 __all__ = [
-    'encode_instance_rle', 'rle_counts', 'validate_segmentation',
+    'MAX_IMAGE_PIXELS', 'check_image_size', 'encode_instance_rle',
+    'rle_counts', 'validate_segmentation',
     'instance_map_to_annotations', 'annotations_to_instance_map',
     'decode_segmentation', 'fill_polygon', 'polygons_to_instance_map',
     'instance_classes_from_class_map', 'segmentation_to_pixels'
 ]
+
+
+#: Largest image (H x W) an annotation file may declare: twice Pillow's
+#: decompression-bomb warning limit, where Pillow refuses to decode the
+#: image itself. A mask of that size is decoded as H x W bytes, so a header
+#: claiming 200000 x 200000 would otherwise ask for 40 GB.
+MAX_IMAGE_PIXELS = 2 * 89_478_485
+
+
+def check_image_size(height, width, where: str) -> Tuple[int, int]:
+    """Validate the ``height``/``width`` of a COCO image entry.
+
+    Args:
+        height: The entry's ``height`` (int, or a float with an integral
+            value).
+        width: The entry's ``width``.
+        where (str): Context for messages (file and image id).
+
+    Returns:
+        tuple[int, int]: (H, W).
+
+    Raises:
+        ValueError: Not positive integers, or more than
+            :data:`MAX_IMAGE_PIXELS` pixels.
+    """
+    out = []
+    for name, v in (('height', height), ('width', width)):
+        ok = (isinstance(v, (int, float, np.integer, np.floating))
+              and not isinstance(v, bool) and np.isfinite(v)
+              and float(v) == int(v) and int(v) > 0)
+        if not ok:
+            raise ValueError(f'{where}: "{name}" must be a positive integer, '
+                             f'got {v!r}')
+        out.append(int(v))
+    if out[0] * out[1] > MAX_IMAGE_PIXELS:
+        raise ValueError(
+            f'{where}: image size {out[1]}x{out[0]} (WxH) exceeds '
+            f'{MAX_IMAGE_PIXELS} pixels (a corrupt entry or a decompression '
+            'bomb); tile such images before annotating them')
+    return out[0], out[1]
 
 
 def encode_instance_rle(ys: np.ndarray, xs: np.ndarray, height: int,
@@ -128,6 +169,10 @@ def validate_segmentation(seg, height: int, width: int, where: str) -> None:
                 or counts is None):
             raise ValueError(f'{where}: RLE needs "size" [h, w] and "counts"'
                              f', got keys {sorted(seg.keys())}')
+        if not all(isinstance(v, (int, np.integer))
+                   and not isinstance(v, bool) for v in size):
+            raise ValueError(f'{where}: RLE size must be two integers, got '
+                             f'{list(size)}')
         if [int(size[0]), int(size[1])] != [int(height), int(width)]:
             raise ValueError(f'{where}: RLE size {list(size)} does not match '
                              f'the image size [{height}, {width}]')
@@ -137,12 +182,17 @@ def validate_segmentation(seg, height: int, width: int, where: str) -> None:
             except ValueError as e:
                 raise ValueError(f'{where}: malformed RLE: {e}') from e
         elif isinstance(counts, (list, tuple)):
+            if not all(isinstance(v, (int, np.integer))
+                       and not isinstance(v, bool) for v in counts):
+                raise ValueError(f'{where}: malformed RLE counts list: '
+                                 'every run length must be an integer')
             try:
                 c = np.asarray(counts, np.int64)
-            except (TypeError, ValueError) as e:
+            except (TypeError, ValueError, OverflowError) as e:
                 raise ValueError(f'{where}: malformed RLE counts list: {e}')
-            if c.ndim != 1:
-                raise ValueError(f'{where}: RLE counts must be a flat list')
+            if c.ndim != 1 or c.size == 0:
+                raise ValueError(f'{where}: RLE counts must be a flat, '
+                                 'non-empty list')
         else:
             raise ValueError(f'{where}: RLE counts must be str or list, got '
                              f'{type(counts).__name__}')
@@ -159,10 +209,15 @@ def validate_segmentation(seg, height: int, width: int, where: str) -> None:
                     or len(poly) % 2):
                 raise ValueError(f'{where}: each polygon must be a flat list '
                                  'of >= 3 (x, y) pairs')
-            try:
-                np.asarray(poly, np.float64)
-            except (TypeError, ValueError) as e:
-                raise ValueError(f'{where}: non-numeric polygon: {e}')
+            if not all(isinstance(v, (int, float, np.integer, np.floating))
+                       and not isinstance(v, bool) for v in poly):
+                raise ValueError(f'{where}: non-numeric polygon coordinate')
+            # pycocotools casts coordinates to int in C: NaN, inf or values
+            # beyond int32 would be undefined behaviour there.
+            xy = np.asarray(poly, np.float64)
+            if not np.isfinite(xy).all() or np.abs(xy).max() > 2**30:
+                raise ValueError(f'{where}: polygon coordinates must be '
+                                 'finite and within +-2^30 pixels')
     else:
         raise ValueError(f'{where}: segmentation must be an RLE dict or a '
                          f'polygon list, got {type(seg).__name__}')

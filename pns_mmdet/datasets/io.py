@@ -3,18 +3,24 @@ nucleus datasets ship (16-bit PNG, TIFF, ``.npy``, ``.mat``).
 
 Every reader fails loudly, naming the file and what was expected, because
 silently mis-read labels (a float map truncated to int, an RGB label image
-read as one channel) corrupt the metrics without any visible error.
+read as one channel) corrupt the metrics without any visible error. Corrupt
+files (truncated, flipped bytes, headers claiming absurd sizes) give the
+same kind of error, never a MemoryError or a bare library exception
+(``tests/test_reliability/test_corrupted_inputs.py`` tries hundreds).
 """
+import io
 import os.path as osp
+import pickle
+import zipfile
 from typing import Optional, Sequence
 
 import cv2
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 __all__ = [
-    'load_instance_map', 'load_image', 'to_uint8_rgb', 'check_instance_map',
-    'INST_MAP_KEYS'
+    'load_instance_map', 'load_image', 'load_npy', 'to_uint8_rgb',
+    'check_instance_map', 'INST_MAP_KEYS'
 ]
 
 #: Keys tried, in order, when reading an instance map from ``.mat`` /
@@ -28,8 +34,117 @@ _PIL_IMAGE_EXTS = ('.png', '.tif', '.tiff', '.bmp', '.jpg', '.jpeg', '.gif',
 
 
 def _check_exists(path: str, what: str) -> None:
+    if osp.isdir(path):
+        raise IsADirectoryError(f'{what} path is a directory, not a file: '
+                                f'{path}')
     if not osp.isfile(path):
         raise FileNotFoundError(f'{what} file not found: {path}')
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    """Unpickles numpy arrays inside dicts/lists/tuples, nothing else.
+
+    Upstream PromptNucSeg stores ``{'inst_map': ..., 'type_map': ...}``
+    dicts in ``.npy`` files (an object array, i.e. a pickle); a crafted
+    pickle could run code, so only numpy's array reconstruction and dtype
+    classes may be looked up (dicts, lists, tuples, strings and numbers
+    need no lookup).
+    """
+
+    _ALLOWED = {
+        ('numpy.core.multiarray', '_reconstruct'),
+        ('numpy._core.multiarray', '_reconstruct'),
+        ('numpy.core.multiarray', 'scalar'),
+        ('numpy._core.multiarray', 'scalar'),
+        ('numpy', 'ndarray'),
+        ('numpy', 'dtype'),
+    }
+
+    def find_class(self, module: str, name: str):
+        if (module, name) in self._ALLOWED or (
+                module == 'numpy.dtypes' and name.endswith('DType')):
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(
+            f'{module}.{name} is not allowed (only numpy arrays inside '
+            'dicts/lists)')
+
+
+def load_npy(path: str,
+             mmap_mode: Optional[str] = None,
+             allow_object: bool = False):
+    """Read a ``.npy`` file, checking its header against the file first.
+
+    A truncated file, or a header claiming a shape far larger than the file
+    (a few bytes declaring 200000 x 200000 int64), is reported before any
+    memory is allocated; object arrays (pickles) are only read with
+    ``allow_object`` and then through a restricted unpickler that rebuilds
+    numpy arrays inside dicts/lists and refuses anything else.
+
+    Args:
+        path (str): File path.
+        mmap_mode (str, optional): As in :func:`numpy.load` (plain arrays
+            only). Defaults to None.
+        allow_object (bool): Accept object arrays (e.g. upstream's pickled
+            ``{'inst_map': ...}`` dicts). Defaults to False.
+
+    Returns:
+        np.ndarray | object: The array; for a 0-d object array, its item
+        (e.g. the dict).
+
+    Raises:
+        FileNotFoundError / IsADirectoryError: No file at ``path``.
+        ValueError: Not a ``.npy`` file, corrupt or truncated header or
+            data, object array not allowed or holding other objects.
+    """
+    path = str(path)
+    _check_exists(path, '.npy')
+    try:
+        with open(path, 'rb') as f:
+            shape, dtype, offset = _npy_header(f)
+            if dtype.hasobject and allow_object:
+                arr = _ArrayUnpickler(f).load()
+    except (ValueError, OSError, EOFError, pickle.UnpicklingError,
+            AttributeError, TypeError, ImportError, IndexError, KeyError,
+            MemoryError, SyntaxError) as e:
+        raise ValueError(f'cannot read {path}: corrupt or not a .npy file '
+                         f'({type(e).__name__}: {e})') from e
+    if dtype.hasobject:
+        if not allow_object:
+            raise ValueError(f'{path}: holds Python objects (a pickle), not '
+                             'a plain numeric array')
+        if not isinstance(arr, np.ndarray):
+            raise ValueError(f'{path}: object data is not an array')
+        return arr.item() if arr.shape == () else arr
+    count = 1
+    for n in shape:
+        count *= int(n)
+    need = count * dtype.itemsize
+    have = osp.getsize(path) - offset
+    if have < need:
+        raise ValueError(
+            f'cannot read {path}: truncated or corrupt .npy file (header '
+            f'declares shape {shape} {dtype}, {need} bytes, but only {have} '
+            'bytes follow)')
+    try:
+        return np.load(path, mmap_mode=mmap_mode, allow_pickle=False)
+    except (ValueError, OSError, MemoryError) as e:
+        raise ValueError(f'cannot read {path}: {type(e).__name__}: {e}'
+                         ) from e
+
+
+def _npy_header(f):
+    """(shape, dtype, data offset) of an open ``.npy`` file."""
+    fmt = np.lib.format
+    version = fmt.read_magic(f)
+    if version == (1, 0):
+        shape, _, dtype = fmt.read_array_header_1_0(f)
+    elif version == (2, 0):
+        shape, _, dtype = fmt.read_array_header_2_0(f)
+    else:
+        raise ValueError(f'unsupported .npy format version {version}')
+    if any(int(n) < 0 for n in shape):
+        raise ValueError(f'negative dimension in shape {shape}')
+    return shape, dtype, f.tell()
 
 
 def _pick_key(container: dict, path: str, key: Optional[str],
@@ -92,27 +207,41 @@ def check_instance_map(arr: np.ndarray, name: str) -> np.ndarray:
 
 
 def _load_npy(path: str, key: Optional[str]) -> np.ndarray:
-    try:
-        data = np.load(path, allow_pickle=False)
-    except ValueError as e:
-        if 'allow_pickle' not in str(e):
-            raise ValueError(f'cannot read {path}: {e}') from e
-        # Upstream PromptNucSeg stores ``{'inst_map', 'type_map'}`` dicts in
-        # .npy files; those need pickle (only load files you trust).
-        data = np.load(path, allow_pickle=True)
-        if data.dtype == object and data.shape == ():
-            data = data.item()
-        if not isinstance(data, dict):
-            raise ValueError(f'{path}: object .npy that is not a dict of '
-                             'arrays; expected an (H, W) integer array')
+    if path.lower().endswith('.npz'):
+        return _load_npz(path, key)
+    # Upstream PromptNucSeg stores ``{'inst_map', 'type_map'}`` dicts in
+    # .npy files: read through the restricted unpickler of load_npy.
+    data = load_npy(path, allow_object=True)
+    if isinstance(data, dict):
         return _pick_key(data, path, key, INST_MAP_KEYS)
-    except OSError as e:
-        raise ValueError(f'cannot read {path}: {e}') from e
-    if isinstance(data, np.lib.npyio.NpzFile):
-        with data:
-            return _pick_key({k: data[k]
-                              for k in data.files}, path, key, INST_MAP_KEYS)
+    if isinstance(data, np.ndarray) and data.dtype.hasobject:
+        raise ValueError(f'{path}: object .npy that is not a dict of '
+                         'arrays; expected an (H, W) integer array')
+    if not isinstance(data, np.ndarray):
+        raise ValueError(f'{path}: .npy holds a {type(data).__name__}; '
+                         'expected an (H, W) integer array or a dict')
     return data
+
+
+def _load_npz(path: str, key: Optional[str]) -> np.ndarray:
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            name = key
+            if name is None:
+                name = next((k for k in INST_MAP_KEYS if k in data.files),
+                            None)
+            if name is None or name not in data.files:
+                # the KeyError listing the available keys
+                _pick_key({k: None for k in data.files}, path, key,
+                          INST_MAP_KEYS)
+            return data[name]
+    except KeyError:
+        raise
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile,
+            zipfile.LargeZipFile, NotImplementedError, MemoryError,
+            RuntimeError, io.UnsupportedOperation) as e:
+        raise ValueError(f'cannot read {path}: corrupt .npz file '
+                         f'({type(e).__name__}: {e})') from e
 
 
 def _load_mat(path: str, key: Optional[str]) -> np.ndarray:
@@ -137,6 +266,10 @@ def _load_label_image(path: str) -> np.ndarray:
                             'I;16N'):
                 # 'P' here is kept as palette indices (= ids), not colours.
                 return np.array(img)
+    except Image.DecompressionBombError as e:
+        # Never let OpenCV try a header claiming billions of pixels.
+        raise ValueError(f'cannot read instance map image {path}: {e}'
+                         ) from e
     except Exception:  # fall back to OpenCV below (e.g. exotic TIFFs)
         pass
     arr = cv2.imread(path, cv2.IMREAD_UNCHANGED)
@@ -279,6 +412,12 @@ def load_image(path: str) -> np.ndarray:
                     img = img.convert('RGBA')
                 # RGBA/LA/PA/P/1/CMYK/YCbCr/...: alpha dropped, no compositing
                 arr = np.array(img.convert('RGB'))
+    except UnidentifiedImageError as e:
+        if not path.lower().endswith(('.tif', '.tiff')):
+            raise ValueError(f'cannot read image {path} (unreadable, '
+                             f'truncated or unsupported format): {e}') from e
+        # TIFF layouts Pillow does not know (float RGB, >4 samples...).
+        return to_uint8_rgb(_read_tiff(path), path)
     except Exception as e:
         raise ValueError(f'cannot read image {path} (unreadable, truncated '
                          f'or unsupported format): {e}') from e
@@ -290,6 +429,30 @@ def load_image(path: str) -> np.ndarray:
             full = full[..., :3][..., ::-1]  # BGR(A) -> RGB
             return to_uint8_rgb(full, path)
     return to_uint8_rgb(arr, path)
+
+
+def _read_tiff(path: str) -> np.ndarray:
+    """First page of a TIFF with tifffile, size checked before decoding."""
+    import tifffile
+    try:
+        with tifffile.TiffFile(path) as tif:
+            page = tif.pages[0]
+            pixels = int(np.prod(page.shape[:2]))
+            if pixels > Image.MAX_IMAGE_PIXELS * 2:
+                raise ValueError(
+                    f'cannot read image {path}: {page.shape[1]}x'
+                    f'{page.shape[0]} pixels exceed the decompression-bomb '
+                    f'limit ({Image.MAX_IMAGE_PIXELS * 2})')
+            return page.asarray()
+    except ValueError as e:
+        if str(e).startswith(f'cannot read image {path}'):
+            raise
+        raise ValueError(f'cannot read image {path} (unreadable, truncated '
+                         f'or unsupported TIFF): {e}') from e
+    except Exception as e:  # tifffile raises many types on corrupt files
+        raise ValueError(f'cannot read image {path} (unreadable, truncated '
+                         f'or unsupported TIFF): {type(e).__name__}: {e}'
+                         ) from e
 
 
 def _has_deep_colour(img: Image.Image) -> bool:

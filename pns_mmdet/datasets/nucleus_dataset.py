@@ -9,7 +9,7 @@ from mmdet.registry import DATASETS
 from mmengine.fileio import get_local_path
 from mmengine.logging import print_log
 
-from .coco_utils import validate_segmentation
+from .coco_utils import check_image_size, validate_segmentation
 
 __all__ = ['NucleusDataset', 'PANNUKE_METAINFO', 'NUCLEUS_METAINFO']
 
@@ -81,9 +81,11 @@ class NucleusDataset(CocoDataset):
             try:
                 with open(self.ann_file) as f:
                     raw = json.load(f)
-            except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            except (json.JSONDecodeError, UnicodeDecodeError,
+                    RecursionError) as e:  # (deeply nested: RecursionError)
                 raise ValueError(
-                    f'malformed JSON in {self.ann_file}: {e}') from e
+                    f'malformed JSON in {self.ann_file}: '
+                    f'{type(e).__name__}: {e}') from e
             if not isinstance(raw, dict):
                 raise ValueError(f'{self.ann_file}: expected a COCO dict, '
                                  f'got {type(raw).__name__}')
@@ -131,7 +133,8 @@ class NucleusDataset(CocoDataset):
             if key not in img_info:
                 raise ValueError(f'{self.ann_file}: image {img_id} lacks '
                                  f'"{key}"')
-        h, w = int(img_info['height']), int(img_info['width'])
+        h, w = check_image_size(img_info['height'], img_info['width'],
+                                f'{self.ann_file}: image {img_id}')
         img_path = osp.join(self.data_prefix['img'], img_info['file_name'])
         if (self.check_files and self.backend_args is None
                 and not osp.isfile(img_path)):

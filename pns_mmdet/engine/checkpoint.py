@@ -198,9 +198,16 @@ def load_checkpoint_file(filename: str,
                 'trust where the file comes from, pass --trust-checkpoint '
                 f'{filename} to the tool or set {TRUST_ENV}={filename} '
                 f'({TRUST_ENV}=1 trusts every file)') from None
+        # torch's message starts with advice to pass weights_only=False,
+        # which is wrong here (nothing was refused): keep only its reason.
+        text = str(err)
+        reason = ' '.join(
+            text.split('WeightsUnpickler error:', 1)[1].split(
+                'Check the documentation')[0].split()
+        ) if 'WeightsUnpickler error:' in text else _first_line(err)
         raise CheckpointError(
             f'checkpoint "{filename}" cannot be read (corrupt or not a '
-            f'checkpoint): {_first_line(err)}') from err
+            f'checkpoint): {reason[:300]}') from err
     except Exception as err:
         raise CheckpointError(
             f'checkpoint "{filename}" cannot be read (truncated, corrupt or '

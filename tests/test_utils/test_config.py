@@ -39,3 +39,21 @@ def test_missing_and_directory(tmp_path):
     (tmp_path / 'dir.py').mkdir()
     with pytest.raises(ConfigFileError, match='is a directory'):
         load_config(str(tmp_path / 'dir.py'))
+
+
+def test_base_cycle_reported_at_once(tmp_path):
+    (tmp_path / 'a.py').write_text("_base_ = ['./b.py']\nx = 1\n")
+    (tmp_path / 'b.py').write_text("_base_ = './a.py'\n")
+    (tmp_path / 'self.py').write_text("_base_ = './self.py'\n")
+    with pytest.raises(ConfigFileError, match=r'a\.py" has a _base_ cycle: '
+                       r'.*a\.py -> .*b\.py -> .*a\.py'):
+        load_config(str(tmp_path / 'a.py'))
+    with pytest.raises(ConfigFileError, match='self.py -> .*self.py'):
+        load_config(str(tmp_path / 'self.py'))
+    # A shared base reached twice (diamond) is no cycle.
+    (tmp_path / 'c.py').write_text('y = 2\n')
+    (tmp_path / 'd1.py').write_text("_base_ = './c.py'\n")
+    (tmp_path / 'd2.py').write_text("_base_ = ['./d1.py', './c.py']\n")
+    with pytest.raises(ConfigFileError, match='cannot be loaded'):
+        # (mmengine itself refuses the duplicate key y of two bases)
+        load_config(str(tmp_path / 'd2.py'))
