@@ -8,7 +8,7 @@ block), so a model trained on the synthetic dataset sees the same kind of
 nuclei. Nuclei whose centre falls outside the tissue are dropped.
 
 The file is written block row by block row (level 0 tiles straight into
-the TIFF, coarser levels through temporary memory maps), so a 32k x 32k
+the TIFF, coarser levels through temporary raw files), so a 32k x 32k
 slide needs a few hundred MB of RAM, not 3 GB. Each level is a tiled page
 in the main IFD chain with resolution tags (centimetre unit), which
 openslide opens as ``generic-tiff`` with ``openslide.mpp-x`` set.
@@ -138,6 +138,30 @@ def _render_block(field, glass, seed, bx, by, x0, y0, w, h, size, mpp,
     return out, count
 
 
+class _RawLevel:
+    """A coarser level buffered in a raw temporary file, written and read
+    by bands with plain file I/O (a memory map would count every written
+    page in the process' RSS: 800 MB for the level 1 of a 32k slide)."""
+
+    def __init__(self, path: str, width: int, height: int):
+        self.width, self.height = width, height
+        self._row = width * 3
+        self._f = open(path, 'w+b')
+
+    def write_rows(self, y: int, band: np.ndarray) -> None:
+        self._f.seek(y * self._row)
+        self._f.write(np.ascontiguousarray(band[:, :self.width]).tobytes())
+
+    def read_rows(self, y: int, rows: int) -> np.ndarray:
+        rows = min(rows, self.height - y)
+        self._f.seek(y * self._row)
+        data = self._f.read(rows * self._row)
+        return np.frombuffer(data, np.uint8).reshape(rows, self.width, 3)
+
+    def close(self) -> None:
+        self._f.close()
+
+
 def _level_sizes(size: Tuple[int, int], tile: int) -> Sequence[Tuple[int,
                                                                      int]]:
     sizes = [size]
@@ -244,26 +268,22 @@ def make_synthetic_slide(out_tiff: str,
             if full is not None:
                 full[y0:y0 + bh] = band
             if mm is not None:
-                half = _half(band)
-                mm[y0 // 2:y0 // 2 + half.shape[0]] = half
+                mm.write_rows(y0 // 2, _half(band))
             yield from _tiles(band, tile, w)
 
     def level_tiles(src, mm):
         rows = 2 * BLOCK  # even, so bands halve exactly
-        for y0 in range(0, src.shape[0], rows):
-            band = np.asarray(src[y0:y0 + rows])
+        for y0 in range(0, src.height, rows):
+            band = src.read_rows(y0, rows)
             if mm is not None:
-                half = _half(band)
-                mm[y0 // 2:y0 // 2 + half.shape[0]] = half
-            yield from _tiles(band, tile, src.shape[1])
+                mm.write_rows(y0 // 2, _half(band))
+            yield from _tiles(band, tile, src.width)
 
     os.makedirs(osp.dirname(out_tiff), exist_ok=True)
     with tempfile.TemporaryDirectory(dir=osp.dirname(out_tiff),
                                      prefix='.synthetic_slide-') as tmp:
         maps = [
-            np.lib.format.open_memmap(osp.join(tmp, f'level{i}.npy'),
-                                      mode='w+', dtype=np.uint8,
-                                      shape=(lh, lw, 3))
+            _RawLevel(osp.join(tmp, f'level{i}.raw'), lw, lh)
             for i, (lw, lh) in enumerate(levels) if i > 0
         ]
         # tifffile wants a named file (atomic_write's has only an fd), so
@@ -284,7 +304,8 @@ def make_synthetic_slide(out_tiff: str,
                          subfiletype=1 if i else 0,
                          software='pns_mmdet make_synthetic_slide',
                          metadata=None)
-        del maps
+        for m in maps:
+            m.close()
         with open(part, 'rb') as f:
             os.fsync(f.fileno())  # survive a power loss, as atomic_write
         os.replace(part, out_tiff)
