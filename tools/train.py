@@ -14,6 +14,7 @@ from mmengine.config import Config, DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
+from pns_mmdet.engine.autocast_optim_wrapper import amp_optim_wrapper
 from pns_mmdet.engine.checkpoint import (CheckpointError,
                                         add_trust_checkpoint_argument,
                                         trust_checkpoints)
@@ -40,7 +41,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         help='resume from this checkpoint, or, with no value, from the '
         'latest checkpoint in the work dir')
     parser.add_argument(
-        '--amp', action='store_true', help='automatic mixed precision')
+        '--amp', action='store_true',
+        help='mixed precision: float16 with loss scaling on GPUs, bfloat16 '
+        'on CPUs that run it natively (AMX / AVX-512 BF16), else float32')
     parser.add_argument(
         '--auto-scale-lr',
         action='store_true',
@@ -76,8 +79,8 @@ def build_config(args: argparse.Namespace) -> Config:
         cfg.work_dir = osp.join('./work_dirs',
                                 osp.splitext(osp.basename(args.config))[0])
     if args.amp:
-        cfg.optim_wrapper.type = 'AmpOptimWrapper'
-        cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+        # float16 + loss scaling on GPUs, bfloat16 where native on CPUs.
+        amp_optim_wrapper(cfg.optim_wrapper)
     if args.auto_scale_lr:
         if 'auto_scale_lr' not in cfg or 'base_batch_size' not in \
                 cfg.auto_scale_lr:

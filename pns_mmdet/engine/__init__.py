@@ -1,3 +1,4 @@
+from .autocast_optim_wrapper import AutocastOptimWrapper, amp_optim_wrapper
 from .checkpoint import (CheckpointError, TrustedCheckpointWarning,
                          UntrustedCheckpointError,
                          add_trust_checkpoint_argument, is_trusted_checkpoint,
@@ -14,7 +15,8 @@ from .distributed import cleanup_distributed, dist_backend, setup_distributed
 register_safe_local_loader()
 
 __all__ = [
-    'AtomicLocalBackend', 'CheckpointError', 'CrashSafeCheckpointHook',
+    'AutocastOptimWrapper', 'amp_optim_wrapper', 'AtomicLocalBackend',
+    'CheckpointError', 'CrashSafeCheckpointHook',
     'TrustedCheckpointWarning', 'UntrustedCheckpointError',
     'add_trust_checkpoint_argument', 'is_trusted_checkpoint',
     'load_checkpoint_file', 'load_local_checkpoint',
