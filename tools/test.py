@@ -20,6 +20,7 @@ from pns_mmdet.engine.checkpoint import (CheckpointError,
                                         trust_checkpoints)
 from pns_mmdet.engine.distributed import (cleanup_distributed,
                                          setup_distributed)
+from pns_mmdet.utils import check_writable_dir
 from pns_mmdet.utils.config import ConfigFileError, load_config
 
 #: What this tool needs from a config (checked before any work).
@@ -108,15 +109,27 @@ def build_config(args: argparse.Namespace) -> Config:
 
 
 def main(argv=None) -> int:
-    """Test; returns 0, or 2 after a one-line error for a config or a
-    checkpoint that cannot be used (refused, corrupt, missing)."""
+    """Test; returns 0, or 2 after a one-line error for a config, a
+    checkpoint (refused, corrupt, missing) or an output folder that cannot
+    be used."""
     args = parse_args(argv)
     if args.out is not None and not args.out.endswith(('.pkl', '.pickle')):
-        raise ValueError(f'--out must be a .pkl file, got "{args.out}"')
+        print(f'[test] error: --out must be a .pkl file, got "{args.out}"',
+              file=sys.stderr)
+        return 2
     try:
         cfg = build_config(args)
     except (ConfigFileError, FileNotFoundError) as err:
         print(f'[test] error: {err}', file=sys.stderr)
+        return 2
+    try:
+        # Unwritable or full folders: say so before any model work.
+        check_writable_dir(cfg.work_dir, '--work-dir')
+        if args.out is not None:
+            check_writable_dir(osp.dirname(osp.abspath(args.out)),
+                               '--out folder')
+    except OSError as err:
+        print(f'[test] error: {err.strerror}', file=sys.stderr)
         return 2
     # Files named with --trust-checkpoint may be fully unpickled (with a
     # warning); every other checkpoint is loaded weights-only.

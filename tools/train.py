@@ -20,6 +20,7 @@ from pns_mmdet.engine.checkpoint import (CheckpointError,
                                         trust_checkpoints)
 from pns_mmdet.engine.distributed import (cleanup_distributed,
                                          setup_distributed)
+from pns_mmdet.utils import check_writable_dir
 from pns_mmdet.utils.config import ConfigFileError, load_config
 
 #: What this tool needs from a config (checked before any work).
@@ -98,13 +99,20 @@ def build_config(args: argparse.Namespace) -> Config:
 
 
 def main(argv=None) -> int:
-    """Train; returns 0, or 2 after a one-line error for a config or a
-    checkpoint that cannot be used (refused, corrupt, missing)."""
+    """Train; returns 0, or 2 after a one-line error for a config, a
+    checkpoint (refused, corrupt, missing) or an output folder that cannot
+    be used."""
     args = parse_args(argv)
     try:
         cfg = build_config(args)
     except ConfigFileError as err:
         print(f'[train] error: {err}', file=sys.stderr)
+        return 2
+    try:
+        # Unwritable or full work dir: say so before any model work.
+        check_writable_dir(cfg.work_dir, '--work-dir')
+    except OSError as err:
+        print(f'[train] error: {err.strerror}', file=sys.stderr)
         return 2
     # Files named with --trust-checkpoint may be fully unpickled (with a
     # warning); every other checkpoint is loaded weights-only.

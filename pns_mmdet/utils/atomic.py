@@ -73,9 +73,16 @@ def check_writable_dir(path: str, what: str = '--out-dir') -> str:
     path = osp.abspath(osp.expanduser(path))
     try:
         os.makedirs(path, exist_ok=True)
-        with atomic_write(osp.join(path, '.pns_write_check'), 'wb') as f:
-            f.write(b'\0' * 4096)
-        os.unlink(osp.join(path, '.pns_write_check'))
+        # A probe with a unique name: several processes (distributed ranks)
+        # may check the same folder at once.
+        fd, probe = tempfile.mkstemp(dir=path, prefix='.pns_write_check-')
+        try:
+            with os.fdopen(fd, 'wb') as f:
+                f.write(b'\0' * 4096)
+                f.flush()
+                os.fsync(f.fileno())
+        finally:
+            os.unlink(probe)
     except OSError as err:
         reason = ('the disk is full' if err.errno == errno.ENOSPC else
                   err.strerror or str(err))
