@@ -12,7 +12,7 @@ _base_ = [
 
 model = dict(
     image_encoder=dict(frozen=True),
-    train_cfg=dict(num_prompts_per_img=16, autocast_dtype='auto'))
+    train_cfg=dict(num_prompts_per_img=16))
 train_dataloader = dict(
     batch_size=4, dataset=dict(pipeline=_base_.segmentor_train_pipeline))
 val_evaluator = dict(_delete_=True, type='NucleusInstanceMetric')
@@ -20,7 +20,8 @@ test_evaluator = val_evaluator
 
 max_iters = 300
 train_cfg = dict(max_iters=max_iters, val_interval=max_iters)
-optim_wrapper = dict(optimizer=dict(lr=3e-4))
+optim_wrapper = dict(type='AutocastOptimWrapper', dtype='auto',
+                     optimizer=dict(lr=3e-4))
 log_processor = dict(by_epoch=False)
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=5),

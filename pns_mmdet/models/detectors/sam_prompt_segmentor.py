@@ -73,11 +73,10 @@ class SAMPromptSegmentor(BaseDetector):
             default 0.0), ``embedding_cache`` (default None; with a frozen
             image encoder, ``dict(type='EmbeddingCache', max_entries=N)``
             encodes each distinct input once, see
-            :class:`~pns_mmdet.models.task_modules.EmbeddingCache`),
-            ``autocast_dtype`` (default None; 'bfloat16' runs the forward
-            passes under CPU/GPU autocast, the losses stay in float32;
-            'auto' uses bfloat16 only where the hardware runs it natively,
-            see ``models/utils/autocast.py``).
+            :class:`~pns_mmdet.models.task_modules.EmbeddingCache`).
+            Mixed-precision training is the optim wrapper's:
+            ``optim_wrapper=dict(type='AutocastOptimWrapper',
+            dtype='auto')``.
         test_cfg (dict, optional): ``num_neg_prompts`` (override of K),
             ``chunk_size`` (prompts per decoder batch, default 256),
             ``mask_threshold`` (default 0.0), ``tile_overlap`` (pixels,
@@ -129,8 +128,7 @@ class SAMPromptSegmentor(BaseDetector):
             num_prompts_per_img=20,
             num_neg_prompts=None,
             mask_threshold=0.0,
-            embedding_cache=None,
-            autocast_dtype=None)
+            embedding_cache=None)
         self.train_cfg.update(train_cfg or {})
         self.test_cfg = dict(
             num_neg_prompts=None,
@@ -140,18 +138,19 @@ class SAMPromptSegmentor(BaseDetector):
             nms_iou_thr=None,
             autocast_dtype=None)
         self.test_cfg.update(test_cfg or {})
+        check_autocast_dtype(self.test_cfg['autocast_dtype'],
+                             'test_cfg.autocast_dtype')
         for name, cfg in (('train_cfg', self.train_cfg),
                           ('test_cfg', self.test_cfg)):
-            check_autocast_dtype(cfg['autocast_dtype'],
-                                 f'{name}.autocast_dtype')
             cfg['num_neg_prompts'] = resolve_num_neg_prompts(
                 self.num_neg_prompts, cfg['num_neg_prompts'],
                 f'SAMPromptSegmentor {name}')
-        if 'embedding_cache_size' in self.train_cfg:
-            raise ValueError(
-                'train_cfg.embedding_cache_size is gone: name the component, '
-                "train_cfg.embedding_cache=dict(type='EmbeddingCache', "
-                'max_entries=N)')
+        for old, new in (('embedding_cache_size', "train_cfg.embedding_"
+                          "cache=dict(type='EmbeddingCache', max_entries=N)"),
+                         ('autocast_dtype', "optim_wrapper=dict(type='"
+                          "AutocastOptimWrapper', dtype='auto')")):
+            if old in self.train_cfg:
+                raise ValueError(f'train_cfg.{old} is gone: use {new}')
         self.embedding_cache = None
         if self.train_cfg['embedding_cache'] is not None:
             if not getattr(self.image_encoder, 'frozen', False):
@@ -330,9 +329,10 @@ class SAMPromptSegmentor(BaseDetector):
             dict[str, Tensor]: ``loss_focal``, ``loss_dice``, ``loss_iou``.
         """
         cfg = self.train_cfg
-        with autocast_context(cfg['autocast_dtype'], batch_inputs.device):
-            all_logits, all_ious, all_targets = self._decode_training_prompts(
-                batch_inputs, batch_data_samples)
+        # Mixed precision in training is the optim wrapper's
+        # (AutocastOptimWrapper); the losses are computed in float32.
+        all_logits, all_ious, all_targets = self._decode_training_prompts(
+            batch_inputs, batch_data_samples)
         if not all_logits:
             # No nucleus in the batch: zero losses that still reach every
             # trainable parameter, so backward() and DDP keep working.

@@ -458,9 +458,10 @@ def test_embedding_cache_and_training_autocast(monkeypatch):
     with pytest.raises(ValueError, match='embedding_cache_size is gone'):
         tiny_segmentor(image_encoder=frozen_encoder,
                        train_cfg=dict(embedding_cache_size=2))
-    model = tiny_segmentor(
-        image_encoder=frozen_encoder,
-        train_cfg=dict(embedding_cache=cache, autocast_dtype='bfloat16'))
+    with pytest.raises(ValueError, match='AutocastOptimWrapper'):
+        tiny_segmentor(train_cfg=dict(autocast_dtype='bfloat16'))
+    model = tiny_segmentor(image_encoder=frozen_encoder,
+                           train_cfg=dict(embedding_cache=cache))
     model.train()
     encoded = []
     real_encode = model.encode_image
@@ -476,7 +477,9 @@ def test_embedding_cache_and_training_autocast(monkeypatch):
                             ([a], [1])):  # size 2: c evicted a
         encoded.clear()
         data = run(model, items, training=True)
-        losses = model.loss(data['inputs'], data['data_samples'])
+        # As AutocastOptimWrapper runs the forward pass.
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            losses = model.loss(data['inputs'], data['data_samples'])
         assert encoded == expected
         assert all(v.dtype == torch.float32 for v in losses.values())
         sum(losses.values()).backward()
