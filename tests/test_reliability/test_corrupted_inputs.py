@@ -1026,3 +1026,66 @@ def test_infer_cli_reports_corrupt_images(tmp_path, capsys):
     assert f'skipped {images / "cut.png"}: cannot read image' in err
     assert (tmp_path / 'out' / 'ok_inst.png').is_file()
     assert not (tmp_path / 'out' / 'bomb_inst.png').exists()
+
+
+def test_converter_clis_report_bad_inputs(tmp_path, capsys):
+    """Each converter CLI on a corrupt input: exit 2, one line naming the
+    file (in-process)."""
+    rng = np.random.default_rng(SEED)
+    cases = []
+    # PanNuke: masks.npy truncated
+    fold = tmp_path / 'pannuke'
+    fold.mkdir()
+    arrays = pannuke_arrays(rng)
+    for name, arr in arrays.items():
+        np.save(fold / f'{name}.npy', arr)
+    data = (fold / 'masks.npy').read_bytes()
+    (fold / 'masks.npy').write_bytes(data[:len(data) // 2])
+    cases.append(('pannuke', [str(fold), str(tmp_path / 'o1'), '--folds',
+                              '1'], fold / 'masks.npy'))
+    # MoNuSeg: a NaN vertex
+    mon = tmp_path / 'mon'
+    (mon / 'images').mkdir(parents=True)
+    (mon / 'annotations').mkdir()
+    Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(
+        mon / 'images' / 'a.png')
+    xml = mon / 'annotations' / 'a.xml'
+    xml.write_bytes(aperio([REGION.format(k=1, x0='nan', y0=1, x1=5,
+                                          y1=5)]))
+    cases.append(('monuseg', [str(mon), str(tmp_path / 'o2')], xml))
+    # generic: an instance map with a negative id
+    (tmp_path / 'img').mkdir()
+    (tmp_path / 'maps').mkdir()
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(
+        tmp_path / 'img' / 'a.png')
+    bad = np.zeros((8, 8), np.int32)
+    bad[2, 2] = -1
+    np.save(tmp_path / 'maps' / 'a.npy', bad)
+    cases.append(('generic', [str(tmp_path / 'img'), str(tmp_path / 'maps'),
+                              str(tmp_path / 'o3')],
+                  tmp_path / 'maps' / 'a.npy'))
+    # CPM-17: a truncated label .mat
+    cpm = tmp_path / 'cpm' / 'train'
+    (cpm / 'Images').mkdir(parents=True)
+    (cpm / 'Labels').mkdir()
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(
+        cpm / 'Images' / 'a.png')
+    scipy.io.savemat(cpm / 'Labels' / 'a.mat',
+                     dict(inst_map=np.zeros((8, 8), np.int32)))
+    mat = (cpm / 'Labels' / 'a.mat').read_bytes()
+    (cpm / 'Labels' / 'a.mat').write_bytes(mat[:len(mat) // 2])
+    cases.append(('cpm17', [str(tmp_path / 'cpm'), str(tmp_path / 'o4'),
+                            '--splits', 'train'], cpm / 'Labels' / 'a.mat'))
+    # check_dataset: a truncated annotation file
+    root = tmp_path / 'ds'
+    (root / 'annotations').mkdir(parents=True)
+    ann = root / 'annotations' / 'train.json'
+    ann.write_text(json.dumps(coco_base(rng))[:100])
+    cases.append(('check_dataset', [str(root), 'annotations/train.json',
+                                    '--classes', 'tumour', 'immune'], ann))
+    for tool, argv, culprit in cases:
+        module = load_tool(osp.join('dataset_converters', tool))
+        assert module.main(argv) == 2, tool
+        err = capsys.readouterr().err.strip()
+        assert err.startswith(f'[{tool}] error: ') and '\n' not in err, err
+        assert str(culprit) in err, (tool, err)

@@ -8,12 +8,14 @@ Example (from the repository root)::
         ../shared/data/cpm15_train/inst_masks data/cpm15
 """
 import argparse
+import sys
 
 from pns_mmdet.converters import convert_generic
+from pns_mmdet.converters.cli import run_cli
 from pns_mmdet.datasets import describe_splits
 
 
-def parse_args():
+def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('images', help='image folder')
     p.add_argument('inst_maps', help='instance-map folder (same stems)')
@@ -58,28 +60,33 @@ def parse_args():
                    action='store_true',
                    help='add to existing annotations/<split>.json files '
                    'in OUT instead of overwriting them')
-    return p.parse_args()
+    return p.parse_args(argv)
 
 
-def main():
-    a = parse_args()
-    paths = convert_generic(a.images,
-                            a.inst_maps,
-                            a.out,
-                            classes=a.classes,
-                            class_dir=a.class_maps,
-                            split=a.split,
-                            split_ratios=a.split_ratios,
-                            seed=a.seed,
-                            tissue=a.tissue,
-                            map_suffix=a.map_suffix,
-                            class_suffix=a.class_suffix,
-                            map_key=a.map_key,
-                            class_key=a.class_key,
-                            write_maps=not a.no_maps,
-                            append=a.append)
-    print(describe_splits(paths))
+def main(argv=None) -> int:
+    """Exit code 0, or 2 after a one-line error naming the bad input."""
+    a = parse_args(argv)
+
+    def run():
+        paths = convert_generic(a.images,
+                                a.inst_maps,
+                                a.out,
+                                classes=a.classes,
+                                class_dir=a.class_maps,
+                                split=a.split,
+                                split_ratios=a.split_ratios,
+                                seed=a.seed,
+                                tissue=a.tissue,
+                                map_suffix=a.map_suffix,
+                                class_suffix=a.class_suffix,
+                                map_key=a.map_key,
+                                class_key=a.class_key,
+                                write_maps=not a.no_maps,
+                                append=a.append)
+        print(describe_splits(paths))
+
+    return run_cli('generic', run)
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

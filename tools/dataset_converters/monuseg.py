@@ -6,12 +6,14 @@ Example (from the repository root)::
         ../shared/data/monuseg2018_test data/monuseg_test --split test
 """
 import argparse
+import sys
 
 from pns_mmdet.converters import convert_monuseg
+from pns_mmdet.converters.cli import run_cli
 from pns_mmdet.datasets import describe_splits
 
 
-def parse_args():
+def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('src',
                    help='folder with images/ (or "Tissue Images/") '
@@ -41,23 +43,28 @@ def parse_args():
                    action='store_true',
                    help='add to existing annotations/<split>.json files '
                    'in OUT instead of overwriting them')
-    return p.parse_args()
+    return p.parse_args(argv)
 
 
-def main():
-    a = parse_args()
-    paths = convert_monuseg(a.src,
-                            a.out,
-                            split=a.split,
-                            split_ratios=a.split_ratios,
-                            seed=a.seed,
-                            image_dir=a.image_dir,
-                            xml_dir=a.xml_dir,
-                            rule=a.rule,
-                            write_maps=not a.no_maps,
-                            append=a.append)
-    print(describe_splits(paths))
+def main(argv=None) -> int:
+    """Exit code 0, or 2 after a one-line error naming the bad input."""
+    a = parse_args(argv)
+
+    def run():
+        paths = convert_monuseg(a.src,
+                                a.out,
+                                split=a.split,
+                                split_ratios=a.split_ratios,
+                                seed=a.seed,
+                                image_dir=a.image_dir,
+                                xml_dir=a.xml_dir,
+                                rule=a.rule,
+                                write_maps=not a.no_maps,
+                                append=a.append)
+        print(describe_splits(paths))
+
+    return run_cli('monuseg', run)
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())
