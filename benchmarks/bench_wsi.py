@@ -53,6 +53,11 @@ def parse_args(argv=None):
                         'or the slide MPP for the stub)')
     parser.add_argument('--cfg-options', nargs='+', default=None,
                         help='key=value overrides of the config')
+    parser.add_argument(
+        '--points', choices=['model', 'blobs'], default='model',
+        help="with --config: 'blobs' runs the config's prompter (timed) "
+        'but prompts the segmentor with the stub\'s dark-blob points, a '
+        'realistic prompt count for untrained weights')
     parser.add_argument('--tile-size', type=int, default=1024)
     parser.add_argument('--overlap', type=int, default=128)
     parser.add_argument('--workers', type=int, default=1)
@@ -92,7 +97,51 @@ def build_inferencer(args):
     mpp = args.model_mpp or inferencer.cfg.get('data_mpp', None)
     if mpp is None:
         raise SystemExit(f'{args.config} has no data_mpp: pass --model-mpp')
-    return inferencer, float(mpp), args.config
+    name = args.config
+    if args.points == 'blobs':
+        stubs = _load('pns_bench_stub', osp.join(REPO, 'tests', 'test_wsi',
+                                                 'stub_inferencer.py'))
+        inferencer.model.prompter = _BlobPoints(inferencer.model.prompter,
+                                                stubs.BlobPrompter())
+        name += ' (segmentor prompted with dark-blob points)'
+    return inferencer, float(mpp), name
+
+
+def _BlobPoints(prompter, blobs):
+    """A module that runs the real prompter (so its time is measured) and
+    returns the dark-blob points instead of its (untrained) ones."""
+    from torch import nn
+
+    class BlobPoints(nn.Module):
+
+        def __init__(self):
+            super().__init__()
+            self.inner = prompter
+            self.blobs = blobs
+
+        def __getattr__(self, name):
+            try:
+                return super().__getattr__(name)
+            except AttributeError:
+                return getattr(super().__getattr__('inner'), name)
+
+        def predict(self, batch, samples, rescale=False):
+            return _blob_predict(self.inner, self.blobs, batch, samples,
+                                 rescale)
+
+    return BlobPoints()
+
+
+def _blob_predict(prompter, blobs, batch, samples, rescale):
+    import copy
+    prompter.predict(batch, copy.deepcopy(samples), rescale)
+    # The blob finder needs RGB in [0, 255]: undo the normalisation.
+    dp = getattr(prompter, 'data_preprocessor', None)
+    if dp is not None and getattr(dp, '_enable_normalize', False):
+        batch = batch * dp.std.to(batch) + dp.mean.to(batch)
+    if dp is not None and not getattr(dp, '_channel_conversion', True):
+        batch = batch.flip(1)
+    return blobs.predict(batch, samples, rescale)
 
 
 def run_child(args) -> int:
@@ -132,7 +181,7 @@ def main(argv=None) -> int:
         cmd = [sys.executable, osp.abspath(__file__), '--child', slide,
                osp.join(args.work_dir, f'out_{size}')]
         for key in ('work_dir', 'slide_mpp', 'config', 'model_mpp',
-                    'tile_size', 'overlap', 'workers', 'device'):
+                    'points', 'tile_size', 'overlap', 'workers', 'device'):
             value = getattr(args, key)
             if value is not None:
                 cmd += [f'--{key.replace("_", "-")}', str(value)]

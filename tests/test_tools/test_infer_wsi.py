@@ -61,8 +61,16 @@ def test_bad_slides_reported_and_others_go_on(tmp_path, stub_model,
     for name in ('nuclei.geojson', 'nuclei.csv', 'nuclei.db',
                  'tissue_mask.png', 'thumbnail_overlay.png', 'run.json'):
         assert (good / name).is_file(), name
+    # The three nucleus files describe the same nuclei, id for id.
     with open(good / 'nuclei.csv', newline='') as f:
-        assert len(list(csv.DictReader(f))) == n
+        csv_ids = [int(r['id']) for r in csv.DictReader(f)]
+    geo = json.loads((good / 'nuclei.geojson').read_text())
+    geo_ids = [f['properties']['measurements']['Nucleus ID']
+               for f in geo['features']]
+    from pns_mmdet.wsi.store import NucleusStore
+    with NucleusStore(str(good / 'nuclei.db')) as store:
+        db_ids = [r.id for r in store]
+    assert csv_ids == geo_ids == db_ids == list(range(1, n + 1))
     run = json.loads((good / 'run.json').read_text())
     assert run['status'] == 'finished' and run['nuclei'] == n
     assert run['model_mpp'] == 0.5 and run['slide_mpp'] == 0.5

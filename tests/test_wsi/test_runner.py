@@ -175,6 +175,27 @@ def test_tiles_without_tissue_skipped(tmp_path, inferencer):
         n * 10  # outlines drawn
 
 
+def test_user_tissue_mask(tmp_path, inferencer):
+    import cv2
+    disc_slide(str(tmp_path / 's.tif'), (800, 400), 0.5, seed=3,
+               spacing=50)
+    mask = np.zeros((40, 80), np.uint8)
+    mask[:, 64:] = 255  # tissue in the right fifth only (x >= 640)
+    cv2.imwrite(str(tmp_path / 'mask.png'), mask)
+    runner = SlideRunner(inferencer, model_mpp=0.5, tile_size=256,
+                         overlap=64)
+    summary = runner.run(str(tmp_path / 's.tif'), str(tmp_path / 'out'),
+                         tissue_mask=str(tmp_path / 'mask.png'))
+    # x starts 0, 192, 384, 544 (cores from 224, 416, 592); y 0, 144.
+    assert summary.tiles_total == 8 and summary.tiles_tissue == 2
+    recs = records_of(summary.outputs['db'])
+    assert recs and min(r.point[0] for r in recs) >= 592
+    cv2.imwrite(str(tmp_path / 'square.png'), np.ones((50, 50), np.uint8))
+    with pytest.raises(ValueError, match='aspect ratio'):
+        runner.run(str(tmp_path / 's.tif'), str(tmp_path / 'out2'),
+                   tissue_mask=str(tmp_path / 'square.png'))
+
+
 def test_roi_limits_the_region(tmp_path, inferencer):
     rgb, n = disc_slide(str(tmp_path / 's.tif'), (900, 700), 0.5, seed=4,
                         spacing=50)
