@@ -10,6 +10,8 @@ from mmdet.visualization.palette import get_palette
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
+from ..utils.config import load_config
+
 __all__ = ['NucleusResult', 'NucleusInferencer']
 
 
@@ -72,8 +74,8 @@ class NucleusInferencer:
                  prompter_checkpoint: Optional[str] = None,
                  segmentor_checkpoint: Optional[str] = None,
                  cfg_options: Optional[dict] = None) -> None:
-        cfg = config if isinstance(config, Config) else Config.fromfile(
-            config)
+        cfg = config if isinstance(config, Config) else load_config(
+            config, required=('model', ))
         if cfg_options:
             cfg.merge_from_dict(cfg_options)
         if cfg.model.get('type') != 'PromptNucSeg':
