@@ -1,0 +1,592 @@
+"""Cohort inference on Ray: many slides over many workers, resumable.
+
+Each worker is a Ray actor that builds the model once
+(:class:`CohortWorker`); each slide is one call of its ``run`` method,
+which runs :class:`~pns_mmdet.wsi.runner.SlideRunner` into
+``OUT/<slide stem>/``. A worker process that dies (killed, out of memory,
+node lost) is restarted by Ray (``max_restarts``) and the call retried
+(``max_task_retries``); the slide runner's SQLite journal makes the retry
+continue after the last finished tile, so the outputs equal those of an
+uninterrupted run.
+
+The driver (:class:`CohortRunner`) hands one slide at a time to each idle
+worker and keeps the manifest ``OUT/cohort.csv`` (:class:`CohortManifest`:
+one row per slide, rewritten atomically at every change). A slide whose
+folder already holds a finished run (its ``run.json``) is not sent again.
+
+Every path is absolute: on a cluster, slides, config, checkpoints and
+``OUT`` must be on a file system that every node sees at the same path
+(docs/cohort.md).
+"""
+import csv
+import math
+import os
+import os.path as osp
+import socket
+import time
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+from ..utils import atomic_write
+
+__all__ = [
+    'MANIFEST_COLUMNS', 'MANIFEST_NAME', 'RunnerSpec', 'CohortWorker',
+    'CohortManifest', 'CohortRunner', 'CohortSummary', 'slide_stem'
+]
+
+MANIFEST_NAME = 'cohort.csv'
+MANIFEST_COLUMNS = ('slide', 'status', 'nuclei', 'seconds', 'worker',
+                    'error')
+# Row states: pending (not started), running (sent to a worker),
+# finished (run.json written), failed (error column says why).
+STATUSES = ('pending', 'running', 'finished', 'failed')
+
+
+def slide_stem(path: str) -> str:
+    """Output folder name of a slide (``a.ome.tiff`` -> ``a.ome``)."""
+    return osp.splitext(osp.basename(path))[0]
+
+
+@dataclass
+class RunnerSpec:
+    """Everything a worker needs to build its model and slide runner.
+
+    Picklable (Ray sends it to every worker); paths are made absolute.
+
+    Attributes:
+        config (str): PromptNucSeg config file.
+        model_mpp (float): µm/px of the model (the config's ``data_mpp``).
+        device (str, optional): ``cpu`` / ``cuda`` / ``cuda:N``; default
+            cuda when the worker sees a GPU, else cpu.
+        prompter_checkpoint, segmentor_checkpoint (str, optional):
+            Overrides of the config's checkpoints.
+        cfg_options (dict, optional): Config overrides.
+        trust_checkpoints (Sequence[str]): Files to unpickle fully
+            (``--trust-checkpoint``), trusted in every worker.
+        tile_size, overlap (int): Processing tiles (model frame px).
+        read_workers (int): Tile-reading processes per worker.
+        gz (bool): Write ``nuclei.geojson.gz``.
+        threads (int, optional): torch threads per worker (its CPUs).
+        inferencer (callable, optional): Builds the inferencer with
+            ``NucleusInferencer``'s arguments; default
+            :class:`~pns_mmdet.apis.NucleusInferencer`. Must be importable
+            on the workers.
+    """
+    config: str
+    model_mpp: float
+    device: Optional[str] = None
+    prompter_checkpoint: Optional[str] = None
+    segmentor_checkpoint: Optional[str] = None
+    cfg_options: Optional[dict] = None
+    trust_checkpoints: Sequence[str] = ()
+    tile_size: int = 1024
+    overlap: int = 128
+    read_workers: int = 1
+    gz: bool = False
+    threads: Optional[int] = None
+    inferencer: Optional[Callable] = None
+
+    def __post_init__(self) -> None:
+        def absolute(p):
+            return None if p is None else osp.abspath(osp.expanduser(p))
+        self.config = absolute(self.config)
+        self.prompter_checkpoint = absolute(self.prompter_checkpoint)
+        self.segmentor_checkpoint = absolute(self.segmentor_checkpoint)
+        self.trust_checkpoints = [absolute(p) for p in
+                                  self.trust_checkpoints or ()]
+
+    def build(self):
+        """The :class:`~pns_mmdet.wsi.runner.SlideRunner` (model built)."""
+        from ..engine import trust_checkpoints
+        from .runner import SlideRunner
+        if self.threads:
+            import torch
+            torch.set_num_threads(int(self.threads))
+        # Through the environment, so the reading processes trust them too.
+        trust_checkpoints(self.trust_checkpoints)
+        factory = self.inferencer
+        if factory is None:
+            from ..apis import NucleusInferencer as factory
+        inferencer = factory(
+            self.config,
+            device=self.device,
+            prompter_checkpoint=self.prompter_checkpoint,
+            segmentor_checkpoint=self.segmentor_checkpoint,
+            cfg_options=self.cfg_options)
+        return SlideRunner(
+            inferencer,
+            self.model_mpp,
+            tile_size=self.tile_size,
+            overlap=self.overlap,
+            workers=self.read_workers,
+            gz=self.gz,
+            config_name=self.config)
+
+
+class CohortWorker:
+    """One Ray actor: a model built once, slides run one after another.
+
+    Used through ``ray.remote(CohortWorker)`` (see :class:`CohortRunner`);
+    plain Python otherwise. The actor allows two concurrent calls so that
+    :meth:`status` answers while :meth:`run` works (the driver sends one
+    slide at a time).
+
+    Args:
+        spec (RunnerSpec): How to build the slide runner.
+        index (int): Worker number, for the manifest's ``worker`` column.
+    """
+
+    def __init__(self, spec: RunnerSpec, index: int) -> None:
+        self.runner = spec.build()
+        self.name = f'worker{index}@{socket.gethostname()}:{os.getpid()}'
+        self._status = {}
+
+    def info(self) -> str:
+        """``worker<i>@<host>:<pid>`` (answers once the model is built)."""
+        return self.name
+
+    def status(self) -> Dict:
+        """The running slide: ``slide``, ``tiles_done``, ``tiles_todo``,
+        ``nuclei`` (including those of a resumed journal); {} when
+        idle."""
+        return dict(self._status)
+
+    def run(self, slide: str, slide_out: str, options: Dict,
+            overwrite: bool = False) -> Dict:
+        """Run one slide; never raises for a bad slide.
+
+        Args:
+            slide (str): Slide file.
+            slide_out (str): Its output folder.
+            options (dict): ``slide_mpp``, ``tissue_mask``, ``roi`` of
+                :meth:`SlideRunner.run`.
+            overwrite (bool): Redo a finished slide, drop a journal.
+
+        Returns:
+            dict: ``status`` ('finished' | 'skipped' | 'failed'),
+            ``nuclei``, ``seconds`` (this call), ``worker``, ``error``,
+            ``tiles_run``, ``tiles_resumed``.
+        """
+        start = time.perf_counter()
+        self._status = dict(slide=slide, tiles_done=0, tiles_todo=0,
+                            nuclei=0)
+
+        def on_start(todo):
+            self._status['tiles_todo'] = todo
+
+        def progress(done, todo, nuclei):
+            self._status.update(tiles_done=done, tiles_todo=todo,
+                                nuclei=nuclei)
+
+        try:
+            summary = self.runner.run(slide, slide_out, overwrite=overwrite,
+                                      progress=progress, on_start=on_start,
+                                      **options)
+        except Exception as err:  # noqa: BLE001
+            # A bad slide (unreadable, no MPP, bad ROI...) is a failed row;
+            # the worker goes on with the next one.
+            return dict(status='failed', nuclei=0,
+                        seconds=time.perf_counter() - start,
+                        worker=self.name,
+                        error=f'{type(err).__name__}: {err}', tiles_run=0,
+                        tiles_resumed=0)
+        finally:
+            self._status = {}
+        return dict(status=summary.status, nuclei=summary.nuclei,
+                    seconds=time.perf_counter() - start, worker=self.name,
+                    error='', tiles_run=summary.tiles_run,
+                    tiles_resumed=summary.tiles_resumed)
+
+
+class CohortManifest:
+    """``OUT/cohort.csv``: one row per slide, rewritten atomically.
+
+    Columns :data:`MANIFEST_COLUMNS`; ``slide`` is the absolute slide path
+    (the key). Rows of slides that a later run does not list are kept, so
+    a cohort can grow over several runs.
+
+    Args:
+        path (str): The CSV file (read when it exists).
+
+    Raises:
+        ValueError: An existing file without the manifest's columns (names
+            the file and the columns expected).
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.rows: 'OrderedDict[str, Dict[str, str]]' = OrderedDict()
+        if osp.isfile(path):
+            with open(path, newline='') as f:
+                reader = csv.DictReader(f)
+                if tuple(reader.fieldnames or ()) != MANIFEST_COLUMNS:
+                    raise ValueError(
+                        f'{path} is not a cohort manifest: columns '
+                        f'{reader.fieldnames}, expected '
+                        f'{list(MANIFEST_COLUMNS)} (move it away or choose '
+                        'another --out-dir)')
+                for row in reader:
+                    self.rows[row['slide']] = row
+
+    def get(self, slide: str) -> Optional[Dict[str, str]]:
+        return self.rows.get(slide)
+
+    def set(self, slide: str, status: str, nuclei=0, seconds=0.0,
+            worker: str = '', error: str = '') -> None:
+        """Add or replace the row of a slide (call :meth:`write` after)."""
+        if status not in STATUSES:
+            raise ValueError(f'status must be one of {STATUSES}, got '
+                             f'{status!r}')
+        seconds = f'{float(seconds):.2f}' if seconds != '' else ''
+        self.rows[slide] = dict(
+            slide=slide, status=status, nuclei=str(int(nuclei)),
+            seconds=seconds, worker=worker,
+            error=' '.join(str(error).split()))  # one line per row
+
+    def write(self) -> None:
+        """Replace the file (temporary file + rename: never half
+        written)."""
+        with atomic_write(self.path, 'w', newline='') as f:
+            writer = csv.DictWriter(f, fieldnames=MANIFEST_COLUMNS)
+            writer.writeheader()
+            writer.writerows(self.rows.values())
+
+
+@dataclass
+class CohortSummary:
+    """What :meth:`CohortRunner.run` did."""
+    total: int = 0
+    finished: int = 0
+    skipped: int = 0  # finished in an earlier run, not sent again
+    failed: int = 0
+    nuclei: int = 0  # of the slides finished in this run
+    seconds: float = 0.0
+    workers: List[str] = field(default_factory=list)
+    rows: List[Dict[str, str]] = field(default_factory=list)
+
+    @property
+    def nuclei_per_second(self) -> float:
+        return self.nuclei / self.seconds if self.seconds > 0 else 0.0
+
+
+class CohortRunner:
+    """Run a cohort of slides on the Ray cluster this process is connected
+    to (``ray.init`` first).
+
+    Args:
+        spec (RunnerSpec): The model and slide-runner settings.
+        out_dir (str): Output folder (``<stem>/`` per slide and
+            ``cohort.csv``); on a cluster, on a shared file system.
+        workers (int, optional): Number of actors; default as many as the
+            cluster's CPUs (or GPUs) allow, at most one per slide.
+        cpus_per_worker (float): Ray CPUs reserved per actor (also its
+            torch threads when ``spec.threads`` is unset).
+        gpus_per_worker (float): Ray GPUs per actor (0: CPU only; a
+            fraction shares a GPU).
+        max_task_retries (int): Times a slide is retried after its worker
+            died (each retry resumes from the journal).
+        poll_interval (float): Seconds between progress polls.
+    """
+
+    def __init__(self,
+                 spec: RunnerSpec,
+                 out_dir: str,
+                 workers: Optional[int] = None,
+                 cpus_per_worker: float = 1.0,
+                 gpus_per_worker: float = 0.0,
+                 max_task_retries: int = 3,
+                 poll_interval: float = 1.0) -> None:
+        if workers is not None and int(workers) < 1:
+            raise ValueError(f'workers must be >= 1, got {workers}')
+        if not cpus_per_worker > 0:
+            raise ValueError(f'cpus_per_worker must be > 0, got '
+                             f'{cpus_per_worker}')
+        if not gpus_per_worker >= 0:
+            raise ValueError(f'gpus_per_worker must be >= 0, got '
+                             f'{gpus_per_worker}')
+        if int(max_task_retries) < 0:
+            raise ValueError('max_task_retries must be >= 0')
+        self.spec = spec
+        self.out_dir = osp.abspath(out_dir)
+        self.workers = None if workers is None else int(workers)
+        self.cpus_per_worker = float(cpus_per_worker)
+        self.gpus_per_worker = float(gpus_per_worker)
+        self.max_task_retries = int(max_task_retries)
+        self.poll_interval = float(poll_interval)
+        if spec.threads is None:
+            spec.threads = max(1, int(self.cpus_per_worker))
+        self.manifest_path = osp.join(self.out_dir, MANIFEST_NAME)
+
+    # ------------------------------------------------------------ plan
+    def plan(self, slides: Sequence[str],
+             stems: Optional[Sequence[str]] = None,
+             overwrite: bool = False
+             ) -> Tuple[List[Tuple[str, str]], List[Tuple[str, str]]]:
+        """Split slides into those to run and those already finished.
+
+        Args:
+            slides (Sequence[str]): Slide paths.
+            stems (Sequence[str], optional): Output folder names (unique);
+                default the file stems.
+            overwrite (bool): Run finished slides again.
+
+        Returns:
+            tuple[list, list]: ``(slide, stem)`` pairs to run and pairs
+            finished earlier (absolute slide paths, input order).
+        """
+        from .runner import SlideRunner
+        slides = [osp.abspath(s) for s in slides]
+        stems = list(stems) if stems is not None else [
+            slide_stem(s) for s in slides]
+        if len(stems) != len(slides):
+            raise ValueError('one stem per slide expected')
+        dup = sorted({s for s in stems if stems.count(s) > 1})
+        if dup:
+            raise ValueError(f'several slides would write into the same '
+                             f'folder: {dup}; give unique stems')
+        todo, done = [], []
+        for slide, stem in zip(slides, stems):
+            out = osp.join(self.out_dir, stem)
+            if not overwrite and SlideRunner.finished_run(out) is not None:
+                done.append((slide, stem))
+            else:
+                todo.append((slide, stem))
+        return todo, done
+
+    # ------------------------------------------------------------- run
+    def run(self,
+            slides: Sequence[str],
+            stems: Optional[Sequence[str]] = None,
+            options: Optional[Dict] = None,
+            overwrite: bool = False,
+            log: Optional[Callable[[str], None]] = None,
+            progress: Optional[Callable[[Dict], None]] = None
+            ) -> CohortSummary:
+        """Segment every slide; returns when each is finished or failed.
+
+        Args:
+            slides (Sequence[str]): Slide paths.
+            stems (Sequence[str], optional): Output folder names.
+            options (dict, optional): ``slide_mpp``, ``tissue_mask``,
+                ``roi`` for every slide.
+            overwrite (bool): Redo finished slides.
+            log (callable, optional): Gets one line per finished / failed
+                slide and per worker event.
+            progress (callable, optional): Gets a snapshot dict every
+                ``poll_interval``: ``done``, ``total``, ``failed``,
+                ``nuclei``, ``nuclei_per_second``, ``running`` (list of
+                (slide, tiles_done, tiles_todo)).
+
+        Returns:
+            CohortSummary: Counts, nuclei, seconds and the manifest rows of
+            these slides.
+
+        Raises:
+            RuntimeError: Ray is not initialised, or no worker could build
+                the model (the first worker's error).
+            ValueError: The cluster has fewer CPUs/GPUs than requested,
+                or a bad manifest / stems.
+        """
+        log = log or (lambda line: None)
+        options = dict(options or {})
+        start = time.perf_counter()
+        todo, done = self.plan(slides, stems, overwrite)
+        manifest = CohortManifest(self.manifest_path)
+        summary = CohortSummary(total=len(todo) + len(done))
+        for slide, stem in done:
+            self._finished_earlier(manifest, slide, stem)
+            summary.skipped += 1
+            log(f'{slide}: already finished in {osp.join(self.out_dir, stem)}'
+                ' (--overwrite to redo)')
+        for slide, _ in todo:
+            manifest.set(slide, 'pending')
+        manifest.write()
+        if todo:
+            self._schedule(todo, options, overwrite, manifest, summary, log,
+                           progress, start)
+        summary.seconds = time.perf_counter() - start
+        keys = [osp.abspath(s) for s in slides]
+        summary.rows = [dict(manifest.get(k)) for k in keys]
+        return summary
+
+    def _finished_earlier(self, manifest, slide, stem) -> None:
+        """Manifest row of a slide finished before this run (its earlier
+        row if any, else from its run.json)."""
+        from .runner import SlideRunner
+        row = manifest.get(slide)
+        run = SlideRunner.finished_run(osp.join(self.out_dir, stem)) or {}
+        if row is not None and row.get('status') == 'finished':
+            return
+        manifest.set(slide, 'finished', nuclei=run.get('nuclei', 0),
+                     seconds=run.get('seconds', 0.0),
+                     worker=(row or {}).get('worker', ''))
+
+    def _worker_count(self, n_slides: int) -> int:
+        import ray
+        res = ray.cluster_resources()
+        cpus, gpus = res.get('CPU', 0.0), res.get('GPU', 0.0)
+        fit = math.floor(cpus / self.cpus_per_worker + 1e-9)
+        if self.gpus_per_worker > 0:
+            fit = min(fit, math.floor(gpus / self.gpus_per_worker + 1e-9))
+        n = self.workers if self.workers is not None else min(
+            max(fit, 1), n_slides)
+        if n > fit:
+            # Actors beyond the cluster's resources would wait forever.
+            raise ValueError(
+                f'{n} worker(s) x {self.cpus_per_worker:g} CPU / '
+                f'{self.gpus_per_worker:g} GPU do not fit the Ray cluster '
+                f'({cpus:g} CPUs, {gpus:g} GPUs): use fewer --workers or '
+                'smaller --cpus-per-worker / --gpus-per-worker')
+        return n
+
+    def _new_actor(self, index: int):
+        import ray
+        cls = ray.remote(CohortWorker).options(
+            num_cpus=self.cpus_per_worker,
+            num_gpus=self.gpus_per_worker,
+            # A dead worker process is always replaced; how often one
+            # slide is retried is bounded by max_task_retries.
+            max_restarts=-1,
+            max_task_retries=self.max_task_retries,
+            # run() and status() at the same time.
+            max_concurrency=2)
+        return cls.remote(self.spec, index)
+
+    def _schedule(self, todo, options, overwrite, manifest, summary, log,
+                  progress, start) -> None:
+        """Hand one slide at a time to each ready worker until all are
+        done."""
+        import ray
+        from ray.exceptions import RayError
+        if not ray.is_initialized():
+            raise RuntimeError('CohortRunner.run needs a Ray connection: '
+                               'call ray.init() first')
+        n = self._worker_count(len(todo))
+        actors = {i: self._new_actor(i) for i in range(n)}
+        starting = {actors[i].info.remote(): i for i in actors}
+        names: Dict[int, str] = {}
+        idle: deque = deque()
+        running: Dict = {}  # run future -> (worker, slide, stem, t0)
+        statuses: Dict = {}  # status future -> worker
+        live: Dict[int, Dict] = {}
+        pending = deque(todo)
+        build_errors = []
+        last_poll = 0.0
+        while pending or running:
+            while pending and idle:
+                i = idle.popleft()
+                slide, stem = pending.popleft()
+                out = osp.join(self.out_dir, stem)
+                fut = actors[i].run.remote(slide, out, options, overwrite)
+                running[fut] = (i, slide, stem, time.perf_counter())
+                manifest.set(slide, 'running', worker=names[i])
+                manifest.write()
+            if not running and not starting:
+                # No worker left (each failed to build or died for good).
+                if not names:
+                    raise RuntimeError('no worker could build the model: '
+                                       f'{build_errors[0]}')
+                for slide, _ in pending:
+                    manifest.set(slide, 'failed', error='no worker left: '
+                                 + '; '.join(build_errors[-1:]))
+                    summary.failed += 1
+                    log(f'{slide}: failed: no worker left')
+                manifest.write()
+                break
+            wait_on = list(running) + list(starting)
+            ready, _ = ray.wait(wait_on, num_returns=1,
+                                timeout=self.poll_interval)
+            for fut in ready:
+                if fut in starting:
+                    i = starting.pop(fut)
+                    try:
+                        names[i] = ray.get(fut)
+                    except RayError as err:
+                        build_errors.append(_short(err))
+                        log(f'worker{i} could not start: {_short(err)}')
+                        ray.kill(actors.pop(i))
+                        continue
+                    idle.append(i)
+                    log(f'{names[i]} ready')
+                    continue
+                i, slide, stem, t0 = running.pop(fut)
+                live.pop(i, None)
+                self._finish(fut, i, names[i], slide, t0, manifest, summary,
+                             log)
+                # After a RayError the actor is restarted (or dead): ask
+                # again whether it is ready before giving it a slide.
+                starting[actors[i].info.remote()] = i
+            now = time.perf_counter()
+            if progress is not None and now - last_poll >= \
+                    self.poll_interval:
+                last_poll = now
+                self._poll(running, statuses, actors, live)
+                done = summary.finished + summary.failed
+                nuclei = summary.nuclei + sum(
+                    s.get('nuclei', 0) for s in live.values())
+                progress(dict(
+                    done=done + summary.skipped, total=summary.total,
+                    failed=summary.failed, nuclei=nuclei,
+                    nuclei_per_second=nuclei / max(now - start, 1e-9),
+                    running=[(s['slide'], s['tiles_done'], s['tiles_todo'])
+                             for s in live.values()]))
+        summary.workers = [names[i] for i in sorted(names)]
+        for actor in actors.values():
+            ray.kill(actor)
+
+    def _finish(self, fut, i, name, slide, t0, manifest, summary,
+                log) -> None:
+        """Manifest row and log line of a slide whose call returned."""
+        import ray
+        from ray.exceptions import RayError
+        seconds = time.perf_counter() - t0
+        try:
+            res = ray.get(fut)
+        except RayError as err:
+            # The worker died on every attempt (max_task_retries).
+            res = dict(status='failed', nuclei=0, worker=name,
+                       error=f'worker died {self.max_task_retries + 1} '
+                       f'time(s) running this slide: {_short(err)}')
+        if res['status'] == 'failed':
+            summary.failed += 1
+            manifest.set(slide, 'failed', seconds=seconds,
+                         worker=res['worker'], error=res['error'])
+            log(f'{slide}: failed on {res["worker"]}: {res["error"]}')
+        else:
+            summary.finished += 1
+            summary.nuclei += res['nuclei']
+            manifest.set(slide, 'finished', nuclei=res['nuclei'],
+                         seconds=seconds, worker=res['worker'])
+            resumed = (f', {res["tiles_resumed"]} tiles resumed'
+                       if res.get('tiles_resumed') else '')
+            log(f'{slide}: {res["nuclei"]} nuclei, {seconds:.1f} s on '
+                f'{res["worker"]}{resumed}')
+        manifest.write()
+
+    @staticmethod
+    def _poll(running, statuses, actors, live) -> None:
+        """Collect answered status calls; ask the busy workers again."""
+        import ray
+        from ray.exceptions import RayError
+        if statuses:
+            ready, _ = ray.wait(list(statuses), num_returns=len(statuses),
+                                timeout=0)
+            for fut in ready:
+                i = statuses.pop(fut)
+                try:
+                    status = ray.get(fut)
+                except RayError:
+                    continue  # restarting; the next poll asks again
+                if status:
+                    live[i] = status
+        asked = set(statuses.values())
+        for i, *_ in running.values():
+            if i not in asked and i in actors:
+                statuses[actors[i].status.remote()] = i
+
+
+def _short(err: BaseException) -> str:
+    """First line of a Ray error (they carry whole tracebacks)."""
+    text = str(err).strip().splitlines()
+    return text[0] if text else type(err).__name__
