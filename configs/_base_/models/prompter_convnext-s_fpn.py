@@ -72,3 +72,7 @@ model = dict(
         box_size=8.0))
 # The P5 output conv of the FPN is unused when only P2-P4 are sampled.
 find_unused_parameters = True
+# BatchNorm (aux mask head, ResNet backbones) under DDP normalises with each
+# process's batch; 'torch' converts it to SyncBatchNorm (GPUs only, refused
+# on CPU; docs/distributed.md). None keeps per-process statistics.
+sync_bn = None
