@@ -89,6 +89,13 @@ def parse_args(argv=None) -> argparse.Namespace:
         '(plain SAM blocks, embedding copied per prompt) as a same-machine '
         'reference')
     p.add_argument(
+        '--real-tile', default=None, metavar='IMAGE',
+        help='time a real tile instead of the synthetic ones (e.g. '
+        '../shared/data/monuseg2018_test/images/<name>.png); its instance '
+        'map (../inst_masks/<name>.png beside images/) gives the prompts, '
+        'one per ground-truth nucleus, so point counts are real; --sizes '
+        'is then ignored')
+    p.add_argument(
         '--force-bf16', action='store_true',
         help='time bf16 even on a CPU without native bfloat16')
     p.add_argument('--single', help=argparse.SUPPRESS)
@@ -122,6 +129,27 @@ def synthetic_case(size: int, num_prompts: int):
         np.asarray([tile['inst_classes'].get(int(inst[int(y), int(x)]), 1)
                     - 1 for x, y in pts]).clip(0))
     return tile['image'], torch.from_numpy(pts), labels
+
+
+def real_case(image_path: str):
+    """A real tile and one prompt per ground-truth nucleus (the interior
+    pixel nearest its centroid), labels 0."""
+    import numpy as np
+    import torch
+
+    from pns_mmdet.datasets.io import load_image, load_instance_map
+    folder, name = osp.split(image_path)
+    map_path = osp.join(osp.dirname(folder), 'inst_masks', name)
+    image = load_image(image_path)
+    inst = load_instance_map(map_path)
+    pts = []
+    for i in np.unique(inst)[1:]:
+        ys, xs = np.nonzero(inst == i)
+        k = np.argmin((xs - xs.mean())**2 + (ys - ys.mean())**2)
+        pts.append((xs[k], ys[k]))
+    pts = np.asarray(pts, dtype=np.float32).reshape(-1, 2)
+    return image, torch.from_numpy(pts), torch.zeros(len(pts),
+                                                     dtype=torch.long)
 
 
 def build(config: str, segmentor: str, dtype: str, device: str,
@@ -243,7 +271,10 @@ def run_single(spec: dict) -> dict:
     num_prompts = (
         spec['prompts_256'] if size == 256 else round(
             spec['nuclei_1000'] * size * size / 1e6))
-    image, points, labels = synthetic_case(size, num_prompts)
+    if spec.get('real_tile'):
+        image, points, labels = real_case(spec['real_tile'])
+    else:
+        image, points, labels = synthetic_case(size, num_prompts)
     rss_start = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     model, cfg = build(spec['config'], spec['segmentor'], spec['dtype'],
                        spec['device'], spec['overrides'])
@@ -343,15 +374,31 @@ def main(argv=None) -> int:
     import torch
 
     from pns_mmdet.models.utils.autocast import native_bfloat16
+    if args.real_tile:
+        if not osp.isfile(args.real_tile):
+            print(f'--real-tile {args.real_tile}: no such file (the real '
+                  'tiles live in ../shared/data; skipped)')
+            return 1
+        from pns_mmdet.datasets.io import load_image
+        args.sizes = [max(load_image(args.real_tile).shape[:2])]
     devices = args.devices or (['cpu', 'cuda']
                                if torch.cuda.is_available() else ['cpu'])
     overrides = parse_overrides(args.cfg_options)
     load = (open('/proc/loadavg').read().split()[0]
             if osp.isfile('/proc/loadavg') else '?')
+    cpu_model = '?'
+    if osp.isfile('/proc/cpuinfo'):
+        for line in open('/proc/cpuinfo'):
+            if line.startswith('model name'):
+                cpu_model = line.split(':', 1)[1].strip()
+                break
     print(f'{args.config}: {args.runs} runs (+{args.warmup} warm-up), '
-          f'median; CPU threads {args.threads or torch.get_num_threads()}; '
-          f'load average {load}'
-          + (f'; test_cfg {overrides}' if overrides else ''))
+          f'median; CPU {cpu_model} (native bf16: '
+          f'{native_bfloat16(torch.device("cpu"))}); threads '
+          f'{args.threads or torch.get_num_threads()}; load average {load}'
+          + (f'; test_cfg {overrides}' if overrides else '')
+          + (f'; real tile {args.real_tile} (GT prompts)'
+             if args.real_tile else '; synthetic tiles'))
     header = (f'{"device":<7}{"segmentor":<11}{"dtype":<6}{"size":>5}'
               f'{"prompts":>8}  {"stage":<10}{"s/img":>8}{"cpu s":>8}'
               f'{"img/s":>8}{"peak MB":>9}  output / agreement')
@@ -381,6 +428,7 @@ def main(argv=None) -> int:
                         nuclei_1000=args.nuclei_1000,
                         check=not args.no_check,
                         upstream=args.upstream,
+                        real_tile=args.real_tile,
                         overrides=overrides)
                     proc = subprocess.run(
                         [sys.executable, __file__, args.config, '--single',

@@ -4,6 +4,7 @@ import importlib.util
 import os.path as osp
 
 import numpy as np
+import pytest
 import torch
 
 from segment_anything.modeling.image_encoder import Block
@@ -71,3 +72,20 @@ def test_upstream_reference_decodes_every_prompt_in_every_tile():
                                                    plain)
     # (5, 5) lies in 1 tile, (50, 50) in all 4, (95, 10) in 1.
     assert count == 6
+
+
+REAL_TILE = osp.join(REPO, '..', 'shared', 'data', 'monuseg2018_test',
+                     'images', 'TCGA-2Z-A9J9-01A-01-TS1.png')
+
+
+@pytest.mark.skipif(not osp.isfile(REAL_TILE),
+                    reason='../shared/data/monuseg2018_test is absent')
+def test_real_tile_prompts_one_per_ground_truth_nucleus():
+    from pns_mmdet.datasets.io import load_instance_map
+    image, points, labels = benchmark.real_case(REAL_TILE)
+    inst = load_instance_map(REAL_TILE.replace('/images/', '/inst_masks/'))
+    assert image.shape[:2] == inst.shape
+    assert len(points) == len(np.unique(inst)) - 1 == len(labels)
+    # Every prompt lies inside a distinct nucleus.
+    ids = inst[points[:, 1].long().numpy(), points[:, 0].long().numpy()]
+    assert (ids > 0).all() and len(set(ids.tolist())) == len(ids)
