@@ -5,6 +5,9 @@
 _base_ = './kumar.py'
 
 data_root = 'data/cpm17/'
+# CPM-17 mixes 20x and 40x tiles; the models are trained on them as given
+# (data_mpp 0.25 from kumar.py, the 40x ones). Pass --model-mpp to
+# tools/infer_wsi.py for another choice.
 train_pipeline = _base_.load_steps + [
     dict(type='RandomCrop',
          crop_size=(500, 500),

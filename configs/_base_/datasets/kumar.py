@@ -6,6 +6,9 @@ _base_ = './nucleus_pipelines.py'
 
 dataset_type = 'NucleusDataset'
 data_root = 'data/kumar/'
+# µm/px of the training images (40x scans): whole slides are read at this
+# resolution (tools/infer_wsi.py, docs/wsi.md).
+data_mpp = 0.25
 metainfo = dict(classes=('nucleus', ), palette=[(0, 255, 0)])
 
 train_dataloader = dict(

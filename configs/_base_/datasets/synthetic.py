@@ -4,6 +4,7 @@
 _base_ = './pannuke.py'
 
 data_root = 'data/synthetic/'
+# The synthetic tiles are drawn at 0.25 µm/px, like PanNuke (data_mpp).
 train_dataloader = dict(batch_size=4,
                         dataset=dict(data_root=data_root,
                                      ann_file='annotations/train.json'))
