@@ -501,14 +501,17 @@ class CohortRunner:
                 if fut in starting:
                     i = starting.pop(fut)
                     try:
-                        names[i] = ray.get(fut)
+                        name = ray.get(fut)
                     except RayError as err:
                         build_errors.append(_short(err))
                         log(f'worker{i} could not start: {_short(err)}')
                         ray.kill(actors.pop(i))
                         continue
+                    if names.get(i) != name:  # new, or a new process
+                        log(f'{name} ready' if i not in names else
+                            f'{name} ready (replaces {names[i]})')
+                    names[i] = name
                     idle.append(i)
-                    log(f'{names[i]} ready')
                     continue
                 i, slide, stem, t0 = running.pop(fut)
                 live.pop(i, None)
@@ -578,7 +581,9 @@ class CohortRunner:
                     status = ray.get(fut)
                 except RayError:
                     continue  # restarting; the next poll asks again
-                if status:
+                # An answer that arrives after its slide returned is old.
+                if status and any(j == i and status['slide'] == slide
+                                  for j, slide, *_ in running.values()):
                     live[i] = status
         asked = set(statuses.values())
         for i, *_ in running.values():

@@ -78,3 +78,20 @@ class DyingStubInferencer:
         slide, tiles, flag = spec.split(':', 2)
         _watch_open_slide()
         return _Dying(inner, slide, int(tiles), flag)
+
+
+if __name__ == '__main__':
+    # Launcher: ``python cohort_faults.py ARGS...`` runs
+    # tools/infer_cohort.py with this stub (and PNS_TEST_COHORT_KILL when
+    # set), e.g. to time a cohort by hand.
+    import sys
+
+    import pns_mmdet.apis as apis
+    from stub_inferencer import REPO, _load
+    here = osp.dirname(osp.abspath(__file__))
+    os.environ['PYTHONPATH'] = os.pathsep.join(
+        p for p in (here, os.environ.get('PYTHONPATH', '')) if p)
+    apis.NucleusInferencer = DyingStubInferencer
+    infer_cohort = _load('pns_tool_infer_cohort',
+                         osp.join(REPO, 'tools', 'infer_cohort.py'))
+    sys.exit(infer_cohort.main(sys.argv[1:]))
