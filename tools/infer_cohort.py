@@ -21,6 +21,7 @@ Examples:
         --gpus-per-worker 1
 """
 import argparse
+import math
 import os
 import os.path as osp
 import socket
@@ -193,7 +194,8 @@ def connect(args) -> str:
         cpus = os.cpu_count() or 1
         if args.workers is not None:
             # Asking for more workers than cores is the user's choice.
-            cpus = max(cpus, int(args.workers * args.cpus_per_worker + 1))
+            cpus = max(cpus,
+                       math.ceil(args.workers * args.cpus_per_worker))
         ray.init(num_cpus=cpus, include_dashboard=False,
                  logging_level=logging.WARNING)
         return ''
