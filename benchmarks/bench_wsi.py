@@ -58,6 +58,10 @@ def parse_args(argv=None):
         help="with --config: 'blobs' runs the config's prompter (timed) "
         'but prompts the segmentor with the stub\'s dark-blob points, a '
         'realistic prompt count for untrained weights')
+    parser.add_argument(
+        '--roi', type=int, nargs=4, metavar=('X', 'Y', 'W', 'H'),
+        help='process only this level-0 region of every slide (for slow '
+        'models; the memory figures then do not test slide size)')
     parser.add_argument('--tile-size', type=int, default=1024)
     parser.add_argument('--overlap', type=int, default=128)
     parser.add_argument('--workers', type=int, default=1)
@@ -152,7 +156,7 @@ def run_child(args) -> int:
     runner = SlideRunner(inferencer, model_mpp, tile_size=args.tile_size,
                          overlap=args.overlap, workers=args.workers,
                          config_name=model)
-    summary = runner.run(slide, out, overwrite=True)
+    summary = runner.run(slide, out, overwrite=True, roi=args.roi)
     with open(osp.join(out, 'run.json')) as f:
         run = json.load(f)
     workers_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
@@ -185,6 +189,8 @@ def main(argv=None) -> int:
             value = getattr(args, key)
             if value is not None:
                 cmd += [f'--{key.replace("_", "-")}', str(value)]
+        if args.roi:
+            cmd += ['--roi'] + [str(v) for v in args.roi]
         if args.cfg_options:
             cmd += ['--cfg-options'] + args.cfg_options
         proc = subprocess.run(cmd, capture_output=True, text=True)

@@ -45,6 +45,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 from scipy import ndimage
+from skimage.draw import polygon2mask
 from torch.utils.data import DataLoader, Dataset
 
 from ..utils import atomic_write
@@ -656,13 +657,12 @@ class SlideRunner:
             if store.near(point[0], point[1], radius0):
                 continue  # the neighbour tile already stored this nucleus
             sy, sx = slices[k]
-            mask = self._one_region(inst[sy, sx] == k + 1)
-            if not mask.any():
+            mask, ring = self._one_region(inst[sy, sx] == k + 1)
+            if ring is None:
                 continue
             ys, xs = np.nonzero(mask)
             ox, oy = tile.x + sx.start, tile.y + sy.start
-            geom = mask_to_geometry(mask, (ox, oy))
-            ring = np.asarray(geom.exterior.coords, dtype=np.float64)[:-1]
+            ring = ring + (ox, oy)
             label = int(result.labels[k])
             meas = nucleus_measurements(mask, rgb[sy, sx], self.model_mpp)
             records.append(
@@ -682,15 +682,36 @@ class SlideRunner:
         return records
 
     @staticmethod
-    def _one_region(mask: np.ndarray) -> np.ndarray:
-        """The largest 8-connected part of a mask, holes filled: one simple
-        polygon per nucleus, so the polygon, the box and the measurements
-        describe the same pixels."""
-        lab, n = ndimage.label(mask, structure=np.ones((3, 3), bool))
+    def _one_region(mask: np.ndarray):
+        """One simple polygon per nucleus, and the mask it covers.
+
+        The largest 4-connected part with its holes filled; should its
+        pixel-edge outline still be several polygons or have a hole (parts
+        touching at a corner), the outer ring of the largest polygon is
+        kept and the mask rasterised back from it. So the polygon, the box
+        and the measurements always describe the same pixels.
+
+        Returns:
+            tuple[np.ndarray, np.ndarray | None]: The (h, w) bool mask and
+            its ring (K, 2) x, y in the mask's pixel-edge frame (None when
+            empty).
+        """
+        lab, n = ndimage.label(mask)
         if n > 1:
             sizes = np.bincount(lab.ravel())[1:]
             mask = lab == (int(np.argmax(sizes)) + 1)
-        return ndimage.binary_fill_holes(mask)
+        mask = ndimage.binary_fill_holes(mask)
+        if not mask.any():
+            return mask, None
+        geom = mask_to_geometry(mask)
+        simple = geom.geom_type == 'Polygon' and not geom.interiors
+        if geom.geom_type == 'MultiPolygon':
+            geom = max(geom.geoms, key=lambda g: g.area)
+        ring = np.asarray(geom.exterior.coords, dtype=np.float64)[:-1]
+        if not simple:
+            # Vertices lie on pixel edges: pixel centres decide exactly.
+            mask = polygon2mask(mask.shape, ring[:, ::-1] - 0.5)
+        return mask, ring
 
     def _write_pngs(self, thumb, mask, store, paths, scale) -> None:
         """tissue_mask.png and thumbnail_overlay.png (nuclei drawn on the

@@ -68,6 +68,31 @@ def test_processing_tiles_grid_and_cores():
         processing_tiles((0, 0, 100, 100), 64, 64)
 
 
+def test_one_simple_polygon_per_nucleus():
+    """Masks whose pixel outline is not one simple ring (parts, holes,
+    corner contacts) become one polygon covering exactly the returned
+    mask."""
+    import shapely
+    parts = np.zeros((6, 6), bool)
+    parts[0:2, 0:2] = True  # 4 px, touches the next part at a corner
+    parts[2:5, 2:5] = True  # 9 px
+    pinch = np.array([[1, 1, 1, 0], [1, 0, 1, 0], [1, 1, 0, 1],
+                      [0, 0, 1, 1]], bool)
+    holed = np.ones((5, 5), bool)
+    holed[2, 2] = False
+    for mask, area in ((parts, 9), (pinch, 8), (holed, 25)):
+        out, ring = SlideRunner._one_region(mask)
+        poly = shapely.Polygon(ring)
+        assert poly.is_valid and poly.area == out.sum() == area
+        assert not (out & ~ndimage_fill(mask)).any()
+    assert SlideRunner._one_region(np.zeros((3, 3), bool))[1] is None
+
+
+def ndimage_fill(mask):
+    from scipy import ndimage
+    return ndimage.binary_fill_holes(mask)
+
+
 def test_runner_rejects_bad_settings(inferencer):
     with pytest.raises(ValueError, match='model_mpp'):
         SlideRunner(inferencer, model_mpp=0)
