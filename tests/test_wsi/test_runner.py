@@ -252,6 +252,27 @@ def test_finished_slide_skipped_unless_overwrite(tmp_path, inferencer):
     assert redo.tiles_run == first.tiles_run
 
 
+def test_killed_while_finishing_redoes_only_the_outputs(tmp_path,
+                                                       inferencer):
+    """A run killed after the store was renamed but before run.json (the
+    finished mark) rewrites the outputs from the complete journal."""
+    import os
+    disc_slide(str(tmp_path / 's.tif'), (400, 400), 0.5, seed=8)
+    runner = SlideRunner(inferencer, model_mpp=0.5, tile_size=256,
+                         overlap=64)
+    out = str(tmp_path / 'out')
+    first = runner.run(str(tmp_path / 's.tif'), out)
+    with open(first.outputs['csv']) as f:
+        csv_text = f.read()
+    os.remove(osp.join(out, 'run.json'))
+    os.remove(first.outputs['csv'])
+    again = runner.run(str(tmp_path / 's.tif'), out)
+    assert again.status == 'finished' and again.tiles_run == 0
+    assert again.tiles_resumed == first.tiles_run
+    with open(again.outputs['csv']) as f:
+        assert f.read() == csv_text
+
+
 def test_journal_with_other_settings_refused(tmp_path, inferencer):
     from pns_mmdet.wsi.runner import PARTIAL_DB
     from pns_mmdet.wsi.store import NucleusStore
