@@ -22,6 +22,7 @@ import csv
 import math
 import os
 import os.path as osp
+import re
 import socket
 import time
 from collections import OrderedDict, deque
@@ -592,6 +593,15 @@ class CohortRunner:
 
 
 def _short(err: BaseException) -> str:
-    """First line of a Ray error (they carry whole tracebacks)."""
-    text = str(err).strip().splitlines()
-    return text[0] if text else type(err).__name__
+    """One line of a Ray error: the user exception it carries
+    (``ValueError: ...``, the last such line of the remote traceback),
+    else its first line."""
+    lines = [ln.strip() for ln in str(err).strip().splitlines()]
+    for line in reversed(lines):
+        if _EXCEPTION_LINE.match(line):
+            return line
+    return lines[0] if lines and lines[0] else type(err).__name__
+
+
+_EXCEPTION_LINE = re.compile(
+    r'^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt): \S')

@@ -107,3 +107,21 @@ def test_worker_runs_slides_and_reports_bad_ones(tmp_path, spec):
     assert bad['status'] == 'failed' and bad['nuclei'] == 0
     assert bad['error'].startswith('Slide') and 'bad.svs' in bad['error']
     assert osp.isfile(tmp_path / 'out' / 'a' / 'run.json')
+
+
+def test_ray_errors_reported_by_their_user_exception():
+    """A worker whose model cannot be built dies in Ray's creation task;
+    the message shown is the remote exception line, not Ray's wrapper."""
+    from pns_mmdet.wsi.cohort import _short
+    err = RuntimeError(
+        'The actor died because of an error raised in its creation task, '
+        'ray::CohortWorker.__init__() (pid=1)\nTraceback (most recent call '
+        'last):\n  File "x.py", line 3, in f\n    raise ValueError(\n'
+        'ValueError: cfg.py: model type is \'X\'; the inferencer needs a '
+        'PromptNucSeg config\n')
+    assert _short(err) == ("ValueError: cfg.py: model type is 'X'; the "
+                           'inferencer needs a PromptNucSeg config')
+    died = RuntimeError('The actor is dead because its worker process has '
+                        'died.\n\tpid: 12\n\tip: 10.0.0.2')
+    assert _short(died) == ('The actor is dead because its worker process '
+                            'has died.')
