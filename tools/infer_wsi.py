@@ -233,6 +233,15 @@ def main(argv=None) -> int:
         print(f'[infer_wsi] error: --tissue-mask {args.tissue_mask} does '
               'not exist', file=sys.stderr)
         return 2
+    if args.tile_size < 32 or not 0 <= args.overlap < args.tile_size:
+        print(f'[infer_wsi] error: need --tile-size >= 32 and 0 <= '
+              f'--overlap < --tile-size, got {args.tile_size} and '
+              f'{args.overlap}', file=sys.stderr)
+        return 2
+    if args.workers < 0:
+        print(f'[infer_wsi] error: --workers must be >= 0, got '
+              f'{args.workers}', file=sys.stderr)
+        return 2
     if args.slide_mpp is not None and args.slide_mpp <= 0:
         print(f'[infer_wsi] error: --slide-mpp must be > 0, got '
               f'{args.slide_mpp}', file=sys.stderr)

@@ -113,6 +113,11 @@ def test_usage_errors(tmp_path, capsys):
                            str(tmp_path / 'a.tif')])
     assert code == 2
     assert 'belongs to one slide' in capsys.readouterr().err
+    code = infer_wsi.main([config, str(tmp_path / 'a.tif'), '--out-dir',
+                           str(tmp_path / 'out'), '--tile-size', '256',
+                           '--overlap', '256'])
+    assert code == 2
+    assert '--overlap < --tile-size' in capsys.readouterr().err
 
 
 # --------------------------------------------------------------- resume
@@ -165,7 +170,7 @@ def test_resume_after_sigkill_equals_uninterrupted_run(tmp_path):
 
     out = tmp_path / 'resumed'
     partial = str(out / 'slide' / '.nuclei.db.partial')
-    slow = dict(env, PNS_STUB_SLEEP='0.25')  # ~0.3 s per tile
+    slow = dict(env, PNS_STUB_SLEEP='0.4')  # >= 0.4 s per tile
     proc = subprocess.Popen(command(out, 1), cwd=REPO, env=slow,
                             stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
