@@ -393,6 +393,7 @@ class CohortRunner:
         options = dict(options or {})
         start = time.perf_counter()
         todo, done = self.plan(slides, stems, overwrite)
+        os.makedirs(self.out_dir, exist_ok=True)
         manifest = CohortManifest(self.manifest_path)
         summary = CohortSummary(total=len(todo) + len(done))
         for slide, stem in done:
@@ -549,9 +550,12 @@ class CohortRunner:
             res = ray.get(fut)
         except RayError as err:
             # The worker died on every attempt (max_task_retries).
+            # Ray's text (actor ids, RPC codes) says little more.
             res = dict(status='failed', nuclei=0, worker=name,
-                       error=f'worker died {self.max_task_retries + 1} '
-                       f'time(s) running this slide: {_short(err)}')
+                       error=f'the worker process died on each of '
+                       f'{self.max_task_retries + 1} attempt(s) (killed, '
+                       'out of memory or crashed; see the Ray logs of its '
+                       f'node): {type(err).__name__}')
         if res['status'] == 'failed':
             summary.failed += 1
             manifest.set(slide, 'failed', seconds=seconds,
