@@ -1,257 +1,47 @@
 """Cohort inference on Ray: many slides over many workers, resumable.
 
 Each worker is a Ray actor that builds the model once
-(:class:`CohortWorker`); each slide is one call of its ``run`` method,
-which runs :class:`~pns_mmdet.wsi.runner.SlideRunner` into
-``OUT/<slide stem>/``. A worker process that dies (killed, out of memory,
-node lost) is restarted by Ray (``max_restarts``) and the call retried
-(``max_task_retries``); the slide runner's SQLite journal makes the retry
-continue after the last finished tile, so the outputs equal those of an
-uninterrupted run.
+(:class:`~pns_mmdet.wsi.cohort_worker.CohortWorker`); each slide is one
+call of its ``run`` method, which runs
+:class:`~pns_mmdet.wsi.runner.SlideRunner` into ``OUT/<slide stem>/``. A
+worker process that dies (killed, out of memory, node lost) is restarted
+by Ray (``max_restarts``) and the call retried (``max_task_retries``); the
+slide runner's SQLite journal makes the retry continue after the last
+finished tile, so the outputs equal those of an uninterrupted run.
 
 The driver (:class:`CohortRunner`) hands one slide at a time to each idle
-worker and keeps the manifest ``OUT/cohort.csv`` (:class:`CohortManifest`:
-one row per slide, rewritten atomically at every change). A slide whose
-folder already holds a finished run (its ``run.json``) is not sent again.
+worker and keeps the manifest ``OUT/cohort.csv``
+(:class:`~pns_mmdet.wsi.manifest.CohortManifest`: one row per slide,
+rewritten atomically at every change). A slide whose folder already holds
+a finished run (its ``run.json``) is not sent again.
 
 Every path is absolute: on a cluster, slides, config, checkpoints and
 ``OUT`` must be on a file system that every node sees at the same path
 (docs/cohort.md).
 """
-import csv
 import math
 import os
 import os.path as osp
 import re
-import socket
 import time
-from collections import OrderedDict, deque
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-from ..utils import atomic_write
+from .cohort_worker import CohortWorker, RunnerSpec
+from .manifest import MANIFEST_COLUMNS, MANIFEST_NAME, CohortManifest
 
 __all__ = [
-    'MANIFEST_COLUMNS', 'MANIFEST_NAME', 'RunnerSpec', 'CohortWorker',
-    'CohortManifest', 'CohortRunner', 'CohortSummary', 'slide_stem'
+    'CohortRunner', 'CohortSummary', 'slide_stem',
+    # Re-exported: the parts a cohort is made of.
+    'RunnerSpec', 'CohortWorker', 'CohortManifest', 'MANIFEST_COLUMNS',
+    'MANIFEST_NAME'
 ]
-
-MANIFEST_NAME = 'cohort.csv'
-MANIFEST_COLUMNS = ('slide', 'status', 'nuclei', 'seconds', 'worker',
-                    'error')
-# Row states: pending (not started), running (sent to a worker),
-# finished (run.json written), failed (error column says why).
-STATUSES = ('pending', 'running', 'finished', 'failed')
 
 
 def slide_stem(path: str) -> str:
     """Output folder name of a slide (``a.ome.tiff`` -> ``a.ome``)."""
     return osp.splitext(osp.basename(path))[0]
-
-
-@dataclass
-class RunnerSpec:
-    """Everything a worker needs to build its model and slide runner.
-
-    Picklable (Ray sends it to every worker); paths are made absolute.
-
-    Attributes:
-        config (str): PromptNucSeg config file.
-        model_mpp (float): µm/px of the model (the config's ``data_mpp``).
-        device (str, optional): ``cpu`` / ``cuda`` / ``cuda:N``; default
-            cuda when the worker sees a GPU, else cpu.
-        prompter_checkpoint, segmentor_checkpoint (str, optional):
-            Overrides of the config's checkpoints.
-        cfg_options (dict, optional): Config overrides.
-        trust_checkpoints (Sequence[str]): Files to unpickle fully
-            (``--trust-checkpoint``), trusted in every worker.
-        tile_size, overlap (int): Processing tiles (model frame px).
-        read_workers (int): Tile-reading processes per worker.
-        gz (bool): Write ``nuclei.geojson.gz``.
-        threads (int, optional): torch threads per worker (its CPUs).
-        inferencer (callable, optional): Builds the inferencer with
-            ``NucleusInferencer``'s arguments; default
-            :class:`~pns_mmdet.apis.NucleusInferencer`. Must be importable
-            on the workers.
-    """
-    config: str
-    model_mpp: float
-    device: Optional[str] = None
-    prompter_checkpoint: Optional[str] = None
-    segmentor_checkpoint: Optional[str] = None
-    cfg_options: Optional[dict] = None
-    trust_checkpoints: Sequence[str] = ()
-    tile_size: int = 1024
-    overlap: int = 128
-    read_workers: int = 1
-    gz: bool = False
-    threads: Optional[int] = None
-    inferencer: Optional[Callable] = None
-
-    def __post_init__(self) -> None:
-        def absolute(p):
-            return None if p is None else osp.abspath(osp.expanduser(p))
-        self.config = absolute(self.config)
-        self.prompter_checkpoint = absolute(self.prompter_checkpoint)
-        self.segmentor_checkpoint = absolute(self.segmentor_checkpoint)
-        self.trust_checkpoints = [absolute(p) for p in
-                                  self.trust_checkpoints or ()]
-
-    def build(self):
-        """The :class:`~pns_mmdet.wsi.runner.SlideRunner` (model built)."""
-        from ..engine import trust_checkpoints
-        from .runner import SlideRunner
-        if self.threads:
-            import torch
-            torch.set_num_threads(int(self.threads))
-        # Through the environment, so the reading processes trust them too.
-        trust_checkpoints(self.trust_checkpoints)
-        factory = self.inferencer
-        if factory is None:
-            from ..apis import NucleusInferencer as factory
-        inferencer = factory(
-            self.config,
-            device=self.device,
-            prompter_checkpoint=self.prompter_checkpoint,
-            segmentor_checkpoint=self.segmentor_checkpoint,
-            cfg_options=self.cfg_options)
-        return SlideRunner(
-            inferencer,
-            self.model_mpp,
-            tile_size=self.tile_size,
-            overlap=self.overlap,
-            workers=self.read_workers,
-            gz=self.gz,
-            config_name=self.config)
-
-
-class CohortWorker:
-    """One Ray actor: a model built once, slides run one after another.
-
-    Used through ``ray.remote(CohortWorker)`` (see :class:`CohortRunner`);
-    plain Python otherwise. The actor allows two concurrent calls so that
-    :meth:`status` answers while :meth:`run` works (the driver sends one
-    slide at a time).
-
-    Args:
-        spec (RunnerSpec): How to build the slide runner.
-        index (int): Worker number, for the manifest's ``worker`` column.
-    """
-
-    def __init__(self, spec: RunnerSpec, index: int) -> None:
-        self.runner = spec.build()
-        self.name = f'worker{index}@{socket.gethostname()}:{os.getpid()}'
-        self._status = {}
-
-    def info(self) -> str:
-        """``worker<i>@<host>:<pid>`` (answers once the model is built)."""
-        return self.name
-
-    def status(self) -> Dict:
-        """The running slide: ``slide``, ``tiles_done``, ``tiles_todo``,
-        ``nuclei`` (including those of a resumed journal); {} when
-        idle."""
-        return dict(self._status)
-
-    def run(self, slide: str, slide_out: str, options: Dict,
-            overwrite: bool = False) -> Dict:
-        """Run one slide; never raises for a bad slide.
-
-        Args:
-            slide (str): Slide file.
-            slide_out (str): Its output folder.
-            options (dict): ``slide_mpp``, ``tissue_mask``, ``roi`` of
-                :meth:`SlideRunner.run`.
-            overwrite (bool): Redo a finished slide, drop a journal.
-
-        Returns:
-            dict: ``status`` ('finished' | 'skipped' | 'failed'),
-            ``nuclei``, ``seconds`` (this call), ``worker``, ``error``,
-            ``tiles_run``, ``tiles_resumed``.
-        """
-        start = time.perf_counter()
-        self._status = dict(slide=slide, tiles_done=0, tiles_todo=0,
-                            nuclei=0)
-
-        def on_start(todo):
-            self._status['tiles_todo'] = todo
-
-        def progress(done, todo, nuclei):
-            self._status.update(tiles_done=done, tiles_todo=todo,
-                                nuclei=nuclei)
-
-        try:
-            summary = self.runner.run(slide, slide_out, overwrite=overwrite,
-                                      progress=progress, on_start=on_start,
-                                      **options)
-        except Exception as err:  # noqa: BLE001
-            # A bad slide (unreadable, no MPP, bad ROI...) is a failed row;
-            # the worker goes on with the next one.
-            return dict(status='failed', nuclei=0,
-                        seconds=time.perf_counter() - start,
-                        worker=self.name,
-                        error=f'{type(err).__name__}: {err}', tiles_run=0,
-                        tiles_resumed=0)
-        finally:
-            self._status = {}
-        return dict(status=summary.status, nuclei=summary.nuclei,
-                    seconds=time.perf_counter() - start, worker=self.name,
-                    error='', tiles_run=summary.tiles_run,
-                    tiles_resumed=summary.tiles_resumed)
-
-
-class CohortManifest:
-    """``OUT/cohort.csv``: one row per slide, rewritten atomically.
-
-    Columns :data:`MANIFEST_COLUMNS`; ``slide`` is the absolute slide path
-    (the key). Rows of slides that a later run does not list are kept, so
-    a cohort can grow over several runs.
-
-    Args:
-        path (str): The CSV file (read when it exists).
-
-    Raises:
-        ValueError: An existing file without the manifest's columns (names
-            the file and the columns expected).
-    """
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self.rows: 'OrderedDict[str, Dict[str, str]]' = OrderedDict()
-        if osp.isfile(path):
-            with open(path, newline='') as f:
-                reader = csv.DictReader(f)
-                if tuple(reader.fieldnames or ()) != MANIFEST_COLUMNS:
-                    raise ValueError(
-                        f'{path} is not a cohort manifest: columns '
-                        f'{reader.fieldnames}, expected '
-                        f'{list(MANIFEST_COLUMNS)} (move it away or choose '
-                        'another --out-dir)')
-                for row in reader:
-                    self.rows[row['slide']] = row
-
-    def get(self, slide: str) -> Optional[Dict[str, str]]:
-        return self.rows.get(slide)
-
-    def set(self, slide: str, status: str, nuclei=0, seconds=0.0,
-            worker: str = '', error: str = '') -> None:
-        """Add or replace the row of a slide (call :meth:`write` after)."""
-        if status not in STATUSES:
-            raise ValueError(f'status must be one of {STATUSES}, got '
-                             f'{status!r}')
-        seconds = f'{float(seconds):.2f}' if seconds != '' else ''
-        self.rows[slide] = dict(
-            slide=slide, status=status, nuclei=str(int(nuclei)),
-            seconds=seconds, worker=worker,
-            error=' '.join(str(error).split()))  # one line per row
-
-    def write(self) -> None:
-        """Replace the file (temporary file + rename: never half
-        written)."""
-        with atomic_write(self.path, 'w', newline='') as f:
-            writer = csv.DictWriter(f, fieldnames=MANIFEST_COLUMNS)
-            writer.writeheader()
-            writer.writerows(self.rows.values())
 
 
 @dataclass
