@@ -24,6 +24,7 @@ import os
 import os.path as osp
 import re
 import time
+import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
@@ -255,6 +256,7 @@ class CohortRunner:
             raise RuntimeError('CohortRunner.run needs a Ray connection: '
                                'call ray.init() first')
         n = self._worker_count(len(todo))
+        run_id = uuid.uuid4().hex
         actors = {i: self._new_actor(i) for i in range(n)}
         starting = {actors[i].info.remote(): i for i in actors}
         names: Dict[int, str] = {}
@@ -270,7 +272,8 @@ class CohortRunner:
                 i = idle.popleft()
                 slide, stem = pending.popleft()
                 out = osp.join(self.out_dir, stem)
-                fut = actors[i].run.remote(slide, out, options, overwrite)
+                fut = actors[i].run.remote(slide, out, options, overwrite,
+                                           run_id)
                 running[fut] = (i, slide, stem, time.perf_counter())
                 manifest.set(slide, 'running', worker=names[i])
                 manifest.write()

@@ -13,7 +13,13 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Dict, Optional, Sequence
 
-__all__ = ['RunnerSpec', 'CohortWorker']
+from ..utils import atomic_write
+
+__all__ = ['RunnerSpec', 'CohortWorker', 'OVERWRITE_MARKER']
+
+# In a slide folder while an --overwrite run of it is under way: the run
+# id, so that Ray's retry of the call resumes instead of wiping again.
+OVERWRITE_MARKER = '.cohort_overwrite'
 
 
 @dataclass
@@ -121,7 +127,7 @@ class CohortWorker:
         return dict(self._status)
 
     def run(self, slide: str, slide_out: str, options: Dict,
-            overwrite: bool = False) -> Dict:
+            overwrite: bool = False, run_id: str = '') -> Dict:
         """Run one slide; never raises for a bad slide.
 
         Args:
@@ -130,6 +136,10 @@ class CohortWorker:
             options (dict): ``slide_mpp``, ``tissue_mask``, ``roi`` of
                 :meth:`SlideRunner.run`.
             overwrite (bool): Redo a finished slide, drop a journal.
+            run_id (str): Identifies the cohort run. With ``overwrite``, a
+                retry of the same run (Ray resending the call after the
+                worker died) resumes the journal that the first attempt
+                started instead of wiping it again.
 
         Returns:
             dict: ``status`` ('finished' | 'skipped' | 'failed'),
@@ -139,8 +149,16 @@ class CohortWorker:
         start = time.perf_counter()
         self._status = dict(slide=slide, tiles_done=0, tiles_todo=0,
                             nuclei=0)
+        marker = osp.join(slide_out, OVERWRITE_MARKER)
+        if overwrite and run_id and _read(marker) == run_id:
+            overwrite = False  # this run already wiped the folder
 
         def on_start(todo):
+            # Called after the runner dropped the old outputs and opened
+            # the new journal: from now on a retry must resume.
+            if overwrite and run_id:
+                with atomic_write(marker, 'w') as f:
+                    f.write(run_id)
             self._status['tiles_todo'] = todo
 
         def progress(done, todo, nuclei):
@@ -161,7 +179,17 @@ class CohortWorker:
                         tiles_resumed=0)
         finally:
             self._status = {}
+        if osp.exists(marker):
+            os.remove(marker)
         return dict(status=summary.status, nuclei=summary.nuclei,
                     seconds=time.perf_counter() - start, worker=self.name,
                     error='', tiles_run=summary.tiles_run,
                     tiles_resumed=summary.tiles_resumed)
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return ''

@@ -37,3 +37,34 @@ def test_worker_runs_slides_and_reports_bad_ones(tmp_path, spec):
     assert bad['status'] == 'failed' and bad['nuclei'] == 0
     assert bad['error'].startswith('Slide') and 'bad.svs' in bad['error']
     assert osp.isfile(tmp_path / 'out' / 'a' / 'run.json')
+
+
+def test_overwrite_retry_of_the_same_run_resumes(tmp_path, spec):
+    """With --overwrite, Ray's retry of a call (same run id) continues the
+    journal the first attempt started; a new cohort run starts over."""
+    from pns_mmdet.wsi.cohort_worker import OVERWRITE_MARKER
+    disc_slide(str(tmp_path / 'a.tif'), (300, 260), 0.5, seed=4)
+    slide, out = str(tmp_path / 'a.tif'), str(tmp_path / 'out' / 'a')
+    worker = CohortWorker(spec, 0)
+    ref = worker.run(slide, out, {})
+    assert ref['status'] == 'finished' and ref['tiles_run'] == 12
+    inner = worker.runner.inferencer
+    calls = []
+
+    def dies_at_tile_6(rgb):  # the first attempt stops after 5 tiles
+        calls.append(1)
+        if len(calls) == 6:
+            raise RuntimeError('worker lost')
+        return inner(rgb)
+
+    worker.runner.inferencer = dies_at_tile_6
+    first = worker.run(slide, out, {}, overwrite=True, run_id='run1')
+    assert first['status'] == 'failed' and 'worker lost' in first['error']
+    assert osp.isfile(osp.join(out, OVERWRITE_MARKER))
+    worker.runner.inferencer = inner
+    retry = worker.run(slide, out, {}, overwrite=True, run_id='run1')
+    assert retry['status'] == 'finished' and retry['nuclei'] == ref['nuclei']
+    assert retry['tiles_resumed'] == 5 and retry['tiles_run'] == 7
+    assert not osp.exists(osp.join(out, OVERWRITE_MARKER))
+    fresh = worker.run(slide, out, {}, overwrite=True, run_id='run2')
+    assert fresh['tiles_resumed'] == 0 and fresh['tiles_run'] == 12
