@@ -35,21 +35,20 @@ import json
 import math
 import os
 import os.path as osp
-import platform
-import resource
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
-from scipy import ndimage
-from skimage.draw import polygon2mask
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 from ..utils import atomic_write
-from ..visualization.polygons import mask_to_geometry
+from .grid import ProcessingTile, processing_tiles, tiles_with_tissue
+from .nucleus_records import tile_records
+from .overlay import write_tissue_and_overlay
+from .run_info import peak_rss_mb, versions
+from .tile_loader import StageTimer, TileDataset, no_collate
 
 __all__ = ['SlideRunner', 'SlideSummary', 'ProcessingTile',
            'processing_tiles', 'RUN_STATUS_FINISHED']
@@ -57,76 +56,6 @@ __all__ = ['SlideRunner', 'SlideSummary', 'ProcessingTile',
 RUN_STATUS_FINISHED = 'finished'
 # Name of the store while the slide is in progress (the journal).
 PARTIAL_DB = '.nuclei.db.partial'
-
-
-@dataclass(frozen=True)
-class ProcessingTile:
-    """One processing tile, model frame (pixels at ``model_mpp``).
-
-    Attributes:
-        index (int): Raster-order index in the slide's grid (the journal
-            key).
-        x, y, w, h (int): The tile's pixels ``[x, x + w) x [y, y + h)``.
-        core (tuple[float, float, float, float]): x0, y0, x1, y1 of the
-            region it owns (half-open; +-inf on the region's outer sides).
-    """
-    index: int
-    x: int
-    y: int
-    w: int
-    h: int
-    core: Tuple[float, float, float, float]
-
-    def owns(self, px: float, py: float) -> bool:
-        """Whether a point (model frame, pixel-index convention) is in the
-        core."""
-        x0, y0, x1, y1 = self.core
-        return x0 <= px < x1 and y0 <= py < y1
-
-
-def _axis(lo: int, hi: int, size: int,
-          overlap: int) -> List[Tuple[int, int, float, float]]:
-    """Tiles along one axis: (start, length, core_lo, core_hi)."""
-    length = hi - lo
-    if length <= size:
-        return [(lo, length, -math.inf, math.inf)]
-    stride = size - overlap
-    n = int(math.ceil((length - size) / stride)) + 1
-    starts = [lo + i * stride for i in range(n - 1)] + [hi - size]
-    # Ownership border: the middle of two neighbours' overlap.
-    borders = [(starts[i + 1] + starts[i] + size) / 2 for i in range(n - 1)]
-    lows = [-math.inf] + borders
-    highs = borders + [math.inf]
-    return [(s, size, a, b) for s, a, b in zip(starts, lows, highs)]
-
-
-def processing_tiles(region: Tuple[int, int, int, int], tile_size: int,
-                     overlap: int) -> List[ProcessingTile]:
-    """The processing-tile grid of a region, in raster order.
-
-    Args:
-        region (tuple[int, int, int, int]): x0, y0, x1, y1 (model frame,
-            exclusive maxima).
-        tile_size (int): Tile side (px); smaller regions get one tile of the
-            region's size.
-        overlap (int): Overlap of neighbouring tiles (px), < tile_size.
-
-    Returns:
-        list[ProcessingTile]: Row by row, left to right; the cores partition
-        the plane.
-    """
-    if not 0 <= overlap < tile_size:
-        raise ValueError(f'overlap must be in [0, tile_size={tile_size}), '
-                         f'got {overlap}')
-    x0, y0, x1, y1 = region
-    if x1 <= x0 or y1 <= y0:
-        raise ValueError(f'empty region {region}')
-    tiles = []
-    for ys, h, cy0, cy1 in _axis(y0, y1, tile_size, overlap):
-        for xs, w, cx0, cx1 in _axis(x0, x1, tile_size, overlap):
-            tiles.append(
-                ProcessingTile(len(tiles), xs, ys, w, h, (cx0, cy0, cx1, cy1)))
-    return tiles
 
 
 @dataclass
@@ -153,106 +82,6 @@ class SlideSummary:
         return (f'{self.slide}: {self.nuclei} nuclei, {self.tiles_tissue}/'
                 f'{self.tiles_total} tiles with tissue ({self.tiles_run} run'
                 f'{resumed}), {self.seconds:.1f} s -> {self.out_dir}')
-
-
-class _TileDataset(Dataset):
-    """Reads processing tiles (model frame) from a slide.
-
-    The reader is opened lazily in each process (DataLoader workers get
-    their own handle: openslide handles are not shareable across fork).
-    """
-
-    def __init__(self, path: str, slide_mpp: Optional[float],
-                 model_mpp: float, tiles: Sequence[ProcessingTile]) -> None:
-        self.path = path
-        self.slide_mpp = slide_mpp
-        self.model_mpp = model_mpp
-        self.tiles = list(tiles)
-        self._reader = None
-        self._pid = None
-
-    def __len__(self) -> int:
-        return len(self.tiles)
-
-    def __getitem__(self, i: int):
-        if self._reader is None or self._pid != os.getpid():
-            from .reader import open_slide
-            self._reader = open_slide(self.path, slide_mpp=self.slide_mpp)
-            self._pid = os.getpid()
-        t = self.tiles[i]
-        start = time.perf_counter()
-        rgb = self._reader.read_region(t.x, t.y, t.w, t.h, self.model_mpp)
-        return t.index, np.ascontiguousarray(rgb), time.perf_counter() - start
-
-
-def _no_collate(item):
-    return item
-
-
-class _Timer:
-    """Accumulates seconds per stage; wraps engine methods on an instance
-    (prompter / encoder / decoder) without touching the model's code."""
-
-    STAGES = ('read', 'prompter', 'encoder', 'decoder', 'stitching',
-              'merge', 'writing')
-
-    def __init__(self) -> None:
-        self.seconds = {k: 0.0 for k in self.STAGES}
-        self._wrapped = []
-
-    @contextmanager
-    def stage(self, name: str):
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.seconds[name] += time.perf_counter() - start
-
-    def wrap(self, obj, attr: str, name: str) -> None:
-        fn = getattr(obj, attr, None)
-        if fn is None or not callable(fn):
-            return
-
-        def timed(*args, **kwargs):
-            start = time.perf_counter()
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                self.seconds[name] += time.perf_counter() - start
-
-        setattr(obj, attr, timed)
-        self._wrapped.append((obj, attr))
-
-    def unwrap(self) -> None:
-        for obj, attr in self._wrapped:
-            # The wrapper is an instance attribute; removing it restores
-            # the class method.
-            obj.__dict__.pop(attr, None)
-        self._wrapped = []
-
-
-def _peak_rss_mb() -> float:
-    """Peak resident memory of this process (MB; Linux reports KB)."""
-    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return kb / 1024.0
-
-
-def _versions() -> Dict[str, str]:
-    import mmdet
-    import mmengine
-    import torch
-
-    from .. import version
-    out = dict(pns_mmdet=version.__version__, torch=torch.__version__,
-               mmdet=mmdet.__version__, mmengine=mmengine.__version__,
-               python=platform.python_version())
-    try:
-        import openslide
-        out['openslide_python'] = openslide.__version__
-        out['openslide'] = openslide.__library_version__
-    except Exception:  # noqa: BLE001  (optional backend)
-        pass
-    return out
 
 
 class SlideRunner:
@@ -420,7 +249,7 @@ class SlideRunner:
             # journal is complete; finish the outputs again from it.
             os.replace(paths['db'], partial)
 
-        timer = _Timer()
+        timer = StageTimer()
         with open_slide(slide_path, slide_mpp=slide_mpp) as reader:
             s = self.model_mpp / float(reader.mpp)
             region = self._model_region(reader, roi, s)
@@ -434,7 +263,7 @@ class SlideRunner:
                      thumb.shape[0] / reader.dimensions[1])
             mask_scale = (mask.shape[1] / reader.dimensions[0],
                           mask.shape[0] / reader.dimensions[1])
-            keep = self._tiles_with_tissue(tiles, mask, s, mask_scale)
+            keep = tiles_with_tissue(tiles, mask, s, mask_scale)
             params = dict(
                 slide=osp.abspath(slide_path), config=self.config_name,
                 model_mpp=self.model_mpp, slide_mpp=float(reader.mpp),
@@ -484,7 +313,8 @@ class SlideRunner:
                 write_geojson(store.iter_records(), paths['geojson'],
                               names, palette, self.gz)
                 write_csv(store.iter_records(), paths['csv'])
-                self._write_pngs(thumb, mask, store, paths, scale)
+                write_tissue_and_overlay(thumb, mask, store, paths, scale,
+                                         self.palette)
         finally:
             store.close()
         os.replace(partial, paths['db'])
@@ -505,8 +335,8 @@ class SlideRunner:
             tiles_tissue=len(keep), tiles_done=len(keep),
             tiles_run=n_run, tiles_resumed=resumed, nuclei=nuclei,
             tissue_area_mm2=area_mm2, seconds=seconds,
-            seconds_by_stage=timer.seconds, peak_rss_mb=_peak_rss_mb(),
-            workers=self.workers, versions=_versions(), outputs=outputs)
+            seconds_by_stage=timer.seconds, peak_rss_mb=peak_rss_mb(),
+            workers=self.workers, versions=versions(), outputs=outputs)
         with atomic_write(paths['run'], 'w') as f:
             json.dump(run, f, indent=2)
         return SlideSummary(slide_path, slide_out, 'finished',
@@ -563,33 +393,13 @@ class SlideRunner:
                              f'the thumbnail\'s {(th, tw)}')
         return mask
 
-    @staticmethod
-    def _tiles_with_tissue(tiles, mask, s, scale) -> List[ProcessingTile]:
-        """Tiles whose core (within the tile) touches tissue in the
-        thumbnail mask (dilated one thumbnail pixel: it is coarse)."""
-        mask = ndimage.binary_dilation(mask, iterations=1)
-        th, tw = mask.shape
-        keep = []
-        for t in tiles:
-            x0 = max(t.core[0], t.x) * s * scale[0]
-            x1 = min(t.core[2], t.x + t.w) * s * scale[0]
-            y0 = max(t.core[1], t.y) * s * scale[1]
-            y1 = min(t.core[3], t.y + t.h) * s * scale[1]
-            c0 = min(max(int(math.floor(x0)), 0), tw - 1)
-            r0 = min(max(int(math.floor(y0)), 0), th - 1)
-            c1 = max(min(int(math.ceil(x1)), tw), c0 + 1)
-            r1 = max(min(int(math.ceil(y1)), th), r0 + 1)
-            if mask[r0:r1, c0:c1].any():
-                keep.append(t)
-        return keep
-
     def _process(self, slide_path, slide_mpp, todo, store, s, timer,
                  progress) -> int:
         """Run the engine over the tiles still to do, in raster order."""
-        dataset = _TileDataset(slide_path, slide_mpp, self.model_mpp, todo)
+        dataset = TileDataset(slide_path, slide_mpp, self.model_mpp, todo)
         loader_kwargs = dict(batch_size=None, shuffle=False,
                              num_workers=self.workers,
-                             collate_fn=_no_collate)
+                             collate_fn=no_collate)
         if self.workers > 0:
             loader_kwargs.update(prefetch_factor=self.prefetch,
                                  persistent_workers=False)
@@ -625,7 +435,9 @@ class SlideRunner:
             with timer.stage('stitching'):
                 result = self.inferencer(rgb)
             with timer.stage('merge'):
-                records = self._records(tile, rgb, result, store, s, next_id)
+                records = tile_records(tile, rgb, result, store, s, next_id,
+                                       self.dedup_radius, self.model_mpp,
+                                       self.class_names)
             with timer.stage('writing'):
                 store.add_tile(tile.index, records)
             next_id += len(records)
@@ -635,109 +447,3 @@ class SlideRunner:
                 progress(n, total, nuclei)
         return n
 
-    def _records(self, tile: ProcessingTile, rgb: np.ndarray, result, store,
-                 s: float, next_id: int) -> list:
-        """The nuclei this tile owns, as level-0 records."""
-        from .measurements import nucleus_measurements
-        from .store import NucleusRecord
-        inst = np.asarray(result.inst_map)
-        if len(result.labels) == 0:
-            return []
-        slices = ndimage.find_objects(inst)
-        radius0 = self.dedup_radius * s
-        records = []
-        for k in range(len(result.labels)):
-            px, py = (float(v) for v in result.points[k])
-            gx, gy = tile.x + px, tile.y + py
-            if not tile.owns(gx, gy) or k >= len(slices) or \
-                    slices[k] is None:
-                continue
-            # Points: pixel-index convention -> pixel-square frame.
-            point = ((gx + 0.5) * s, (gy + 0.5) * s)
-            if store.near(point[0], point[1], radius0):
-                continue  # the neighbour tile already stored this nucleus
-            sy, sx = slices[k]
-            mask, ring = self._one_region(inst[sy, sx] == k + 1)
-            if ring is None:
-                continue
-            ys, xs = np.nonzero(mask)
-            ox, oy = tile.x + sx.start, tile.y + sy.start
-            ring = ring + (ox, oy)
-            label = int(result.labels[k])
-            meas = nucleus_measurements(mask, rgb[sy, sx], self.model_mpp)
-            records.append(
-                NucleusRecord(
-                    id=next_id + len(records),
-                    x=(ox + xs.mean() + 0.5) * s,
-                    y=(oy + ys.mean() + 0.5) * s,
-                    box=((ox + xs.min()) * s, (oy + ys.min()) * s,
-                         (ox + xs.max() + 1) * s, (oy + ys.max() + 1) * s),
-                    label=label,
-                    class_name=str(self.class_names[label]),
-                    score=float(result.scores[k]),
-                    polygon=ring * s,
-                    point=point,
-                    measurements={k2: float(v)
-                                  for k2, v in meas.items()}))
-        return records
-
-    @staticmethod
-    def _one_region(mask: np.ndarray):
-        """One simple polygon per nucleus, and the mask it covers.
-
-        The largest 4-connected part with its holes filled; should its
-        pixel-edge outline still be several polygons or have a hole (parts
-        touching at a corner), the outer ring of the largest polygon is
-        kept and the mask rasterised back from it. So the polygon, the box
-        and the measurements always describe the same pixels.
-
-        Returns:
-            tuple[np.ndarray, np.ndarray | None]: The (h, w) bool mask and
-            its ring (K, 2) x, y in the mask's pixel-edge frame (None when
-            empty).
-        """
-        lab, n = ndimage.label(mask)
-        if n > 1:
-            sizes = np.bincount(lab.ravel())[1:]
-            mask = lab == (int(np.argmax(sizes)) + 1)
-        mask = ndimage.binary_fill_holes(mask)
-        if not mask.any():
-            return mask, None
-        geom = mask_to_geometry(mask)
-        simple = geom.geom_type == 'Polygon' and not geom.interiors
-        if geom.geom_type == 'MultiPolygon':
-            geom = max(geom.geoms, key=lambda g: g.area)
-        ring = np.asarray(geom.exterior.coords, dtype=np.float64)[:-1]
-        if not simple:
-            # Vertices lie on pixel edges: pixel centres decide exactly.
-            mask = polygon2mask(mask.shape, ring[:, ::-1] - 0.5)
-        return mask, ring
-
-    def _write_pngs(self, thumb, mask, store, paths, scale) -> None:
-        """tissue_mask.png and thumbnail_overlay.png (nuclei drawn on the
-        thumbnail, streamed from the store)."""
-        with atomic_write(paths['tissue_mask'], 'wb') as f:
-            ok, buf = cv2.imencode('.png', mask.astype(np.uint8) * 255)
-            f.write(buf.tobytes())
-        canvas = np.ascontiguousarray(thumb[..., ::-1])  # BGR for cv2
-        # The tissue outline, from the (coarser) mask resized to the
-        # thumbnail.
-        big = cv2.resize(mask.astype(np.uint8), canvas.shape[1::-1],
-                         interpolation=cv2.INTER_NEAREST)
-        contours, _ = cv2.findContours(big, cv2.RETR_EXTERNAL,
-                                       cv2.CHAIN_APPROX_SIMPLE)
-        cv2.drawContours(canvas, contours, -1, (0, 160, 0), 1)
-        sx, sy = scale
-        for rec in store.iter_records():
-            colour = self.palette[rec.label % len(self.palette)][::-1]
-            pts = np.asarray(rec.polygon, dtype=np.float64)
-            pts = np.round(pts * (sx, sy)).astype(np.int32)
-            if len(pts) >= 3 and np.ptp(pts, axis=0).max() >= 2:
-                cv2.polylines(canvas, [pts], True, colour, 1)
-            else:  # a nucleus smaller than two thumbnail pixels: a dot
-                cx, cy = int(rec.x * sx), int(rec.y * sy)
-                if 0 <= cy < canvas.shape[0] and 0 <= cx < canvas.shape[1]:
-                    canvas[cy, cx] = colour
-        with atomic_write(paths['overlay'], 'wb') as f:
-            ok, buf = cv2.imencode('.png', canvas)
-            f.write(buf.tobytes())

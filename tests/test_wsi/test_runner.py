@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from skimage.draw import polygon2mask
 
+from pns_mmdet.wsi.nucleus_records import one_region
 from pns_mmdet.wsi.runner import SlideRunner, processing_tiles
 
 from stub_inferencer import disc_slide, stub_inferencer, write_tiny_config
@@ -81,11 +82,11 @@ def test_one_simple_polygon_per_nucleus():
     holed = np.ones((5, 5), bool)
     holed[2, 2] = False
     for mask, area in ((parts, 9), (pinch, 8), (holed, 25)):
-        out, ring = SlideRunner._one_region(mask)
+        out, ring = one_region(mask)
         poly = shapely.Polygon(ring)
         assert poly.is_valid and poly.area == out.sum() == area
         assert not (out & ~ndimage_fill(mask)).any()
-    assert SlideRunner._one_region(np.zeros((3, 3), bool))[1] is None
+    assert one_region(np.zeros((3, 3), bool))[1] is None
 
 
 def ndimage_fill(mask):

@@ -25,7 +25,8 @@ from torch import Tensor
 
 __all__ = [
     'tile_starts', 'make_tiles', 'points_in_tiles', 'inner_tile_edges',
-    'most_central_tile', 'boxes_near_inner_edge', 'pad_to_size'
+    'most_central_tile', 'ownership_borders', 'boxes_near_inner_edge',
+    'pad_to_size'
 ]
 
 
@@ -117,19 +118,44 @@ def inner_tile_edges(tiles: Tensor, img_hw: Sequence[int]) -> Tensor:
     return tiles != border[None]
 
 
+def ownership_borders(starts: Sequence[int],
+                      sizes: Sequence[int]) -> List[float]:
+    """Where ownership passes from one tile to the next along one axis.
+
+    Between tiles ``i`` and ``i + 1`` the border is the middle of their
+    overlap in pixel-centre coordinates, ``(starts[i + 1] + starts[i] +
+    sizes[i] - 1) / 2``: a pixel centre ``x <= border`` is at least as far
+    from tile ``i``'s inner edge as from tile ``i + 1``'s, so tile ``i``
+    owns it (ties to the lower index). The same rule cuts an image into
+    engine tiles and a slide into processing tiles.
+
+    Args:
+        starts (Sequence[int]): Increasing tile starts (:func:`tile_starts`
+            plus any offset).
+        sizes (Sequence[int]): Tile lengths along the axis.
+
+    Returns:
+        list[float]: ``len(starts) - 1`` borders.
+    """
+    return [(starts[i + 1] + starts[i] + sizes[i] - 1) / 2
+            for i in range(len(starts) - 1)]
+
+
 def most_central_tile(points: Tensor, tiles: Tensor,
                       img_hw: Sequence[int]) -> Tensor:
-    """For every point, the containing tile where it is farthest from an
-    inner tile edge.
+    """For every point, the tile that owns it: along x and along y, the
+    tile where it is farthest from that axis' inner tile edges.
 
-    This is the tile whose context around the point is the most complete;
-    it partitions the image (every pixel is owned by exactly one tile), so
-    it de-duplicates per-tile detections without any distance threshold.
-    Ties go to the tile listed first.
+    On a tile grid this is the tile whose context around the point is the
+    most complete (the largest distance to any inner edge, ties to the
+    lower index); the owned regions are axis-aligned, given by
+    :func:`ownership_borders`, and partition the image, so per-tile
+    detections are de-duplicated without any distance threshold.
 
     Args:
         points (Tensor): (N, 2) x, y in image pixels, inside the image.
-        tiles (Tensor): (T, 4) tiles covering the image.
+        tiles (Tensor): (T, 4) a grid of :func:`make_tiles` (raster order)
+            covering the image.
         img_hw (Sequence[int]): (H, W) of the image.
 
     Returns:
@@ -137,24 +163,23 @@ def most_central_tile(points: Tensor, tiles: Tensor,
     """
     if len(points) == 0:
         return points.new_zeros((0, ), dtype=torch.long)
-    inside = points_in_tiles(points, tiles)
-    if not bool(inside.any(dim=1).all()):
+    h, w = int(img_hw[0]), int(img_hw[1])
+    if bool(((points < 0) | (points > points.new_tensor([w - 1, h - 1]))
+             ).any()):
         raise ValueError('most_central_tile: some points lie outside every '
                          'tile; the tiles must cover the image and the '
                          'points lie inside it')
-    t = tiles.to(points.dtype)[None]
-    # Distance from pixel centre (x, y) to each edge of its tile; x2/y2 are
-    # exclusive, so the last pixel column x2 - 1 is at distance 0 from it.
-    dist = torch.stack([
-        points[:, 0:1] - t[..., 0], points[:, 1:2] - t[..., 1],
-        t[..., 2] - 1 - points[:, 0:1], t[..., 3] - 1 - points[:, 1:2]
-    ], dim=-1)
-    inner = inner_tile_edges(tiles, img_hw)[None]
-    dist = torch.where(inner, dist, torch.full_like(dist, float('inf')))
-    centrality = dist.min(dim=-1).values
-    centrality = torch.where(inside, centrality,
-                             torch.full_like(centrality, -float('inf')))
-    return centrality.argmax(dim=1)
+    grid = tiles.cpu()
+    ncols = int((grid[:, 1] == grid[0, 1]).sum())
+    cols, rows = grid[:ncols], grid[::ncols]
+    borders = []
+    for line, lo, hi in ((cols, 0, 2), (rows, 1, 3)):
+        starts = line[:, lo].tolist()
+        sizes = (line[:, hi] - line[:, lo]).tolist()
+        borders.append(points.new_tensor(ownership_borders(starts, sizes)))
+    col = torch.bucketize(points[:, 0].contiguous(), borders[0])
+    row = torch.bucketize(points[:, 1].contiguous(), borders[1])
+    return row * ncols + col
 
 
 def boxes_near_inner_edge(boxes: Tensor, tile: Sequence[int],

@@ -163,3 +163,28 @@ def test_upsampled_mask_patches_equal_full_upsampling(valid_hw):
             assert patches[i].numel() == 0
     with pytest.raises(ValueError, match='integer multiple'):
         upsampled_mask_patches(low, (100, 100), 0.0)
+
+
+def test_most_central_tile_is_the_max_min_distance_tile():
+    """On a 2-D grid the axis-wise owner is the tile whose nearest inner
+    edge is the farthest (ties to the lower index), checked against that
+    definition computed by brute force."""
+    tiles = make_tiles((700, 650), 256, 192)
+    g = torch.Generator().manual_seed(0)
+    pts = (torch.rand((2000, 2), generator=g) *
+           torch.tensor([649., 699.])).round()
+    owner = most_central_tile(pts, tiles, (700, 650))
+    inner = inner_tile_edges(tiles, (700, 650))
+    t = tiles.float()
+    dist = torch.stack([
+        pts[:, None, 0] - t[None, :, 0], pts[:, None, 1] - t[None, :, 1],
+        t[None, :, 2] - 1 - pts[:, None, 0],
+        t[None, :, 3] - 1 - pts[:, None, 1]
+    ], -1)
+    dist = torch.where(inner[None], dist, torch.full_like(dist, 1e9))
+    inside = points_in_tiles(pts, tiles)
+    centrality = torch.where(inside, dist.min(-1).values,
+                             torch.full_like(dist[..., 0], -1e9))
+    best = centrality.max(1).values
+    assert torch.equal(centrality[torch.arange(len(pts)), owner], best)
+    assert inside[torch.arange(len(pts)), owner].all()
