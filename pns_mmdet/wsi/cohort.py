@@ -314,21 +314,16 @@ class CohortRunner:
                              log)
                 # After a RayError the actor is restarted (or dead): ask
                 # again whether it is ready before giving it a slide.
-                starting[actors[i].info.remote()] = i
+                if pending:
+                    starting[actors[i].info.remote()] = i
             now = time.perf_counter()
             if progress is not None and now - last_poll >= \
                     self.poll_interval:
                 last_poll = now
                 self._poll(running, statuses, actors, live)
-                done = summary.finished + summary.failed
-                nuclei = summary.nuclei + sum(
-                    s.get('nuclei', 0) for s in live.values())
-                progress(dict(
-                    done=done + summary.skipped, total=summary.total,
-                    failed=summary.failed, nuclei=nuclei,
-                    nuclei_per_second=nuclei / max(now - start, 1e-9),
-                    running=[(s['slide'], s['tiles_done'], s['tiles_todo'])
-                             for s in live.values()]))
+                progress(_snapshot(summary, live, now - start))
+        if progress is not None:  # the final count
+            progress(_snapshot(summary, {}, time.perf_counter() - start))
         summary.workers = [names[i] for i in sorted(names)]
         for actor in actors.values():
             ray.kill(actor)
@@ -387,6 +382,20 @@ class CohortRunner:
         for i, *_ in running.values():
             if i not in asked and i in actors:
                 statuses[actors[i].status.remote()] = i
+
+
+def _snapshot(summary: CohortSummary, live: Dict[int, Dict],
+              seconds: float) -> Dict:
+    """Progress: slides done (finished, failed or finished earlier) of
+    the total, nuclei (finished slides of this run plus the running
+    slides' so far) and their rate, the running slides' tiles."""
+    nuclei = summary.nuclei + sum(s.get('nuclei', 0) for s in live.values())
+    return dict(
+        done=summary.finished + summary.failed + summary.skipped,
+        total=summary.total, failed=summary.failed, nuclei=nuclei,
+        nuclei_per_second=nuclei / max(seconds, 1e-9),
+        running=[(s['slide'], s['tiles_done'], s['tiles_todo'])
+                 for s in live.values()])
 
 
 def _short(err: BaseException) -> str:

@@ -57,3 +57,14 @@ def test_ray_errors_reported_by_their_user_exception():
                         'died.\n\tpid: 12\n\tip: 10.0.0.2')
     assert _short(died) == ('The actor is dead because its worker process '
                             'has died.')
+
+
+def test_progress_snapshot():
+    from pns_mmdet.wsi.cohort import CohortSummary, _snapshot
+    summary = CohortSummary(total=5, finished=2, skipped=1, failed=1,
+                            nuclei=300)
+    live = {0: dict(slide='/s/e.tif', tiles_done=3, tiles_todo=9,
+                    nuclei=100)}
+    assert _snapshot(summary, live, 8.0) == dict(
+        done=4, total=5, failed=1, nuclei=400, nuclei_per_second=50.0,
+        running=[('/s/e.tif', 3, 9)])
