@@ -324,7 +324,13 @@ def main(argv=None) -> int:
         return 2
     started = False
     if todo:
-        import ray
+        try:
+            import ray
+        except ImportError:
+            print(f'{TAG} error: Ray is not installed (it comes with '
+                  '`make env`; or pip install -r requirements/runtime.txt)',
+                  file=sys.stderr)
+            return 2
         if not ray.is_initialized():
             problem = connect(args)
             if problem:

@@ -19,6 +19,9 @@ import pytest
 
 from tool_loading import REPO, load_tool
 
+pytest.importorskip('ray', reason='ray (requirements/runtime.txt) is not '
+                    'installed')
+
 WSI_TESTS = osp.join(REPO, 'tests', 'test_wsi')
 sys.path.insert(0, WSI_TESTS)
 from cohort_faults import KILL_ENV, DyingStubInferencer  # noqa: E402
