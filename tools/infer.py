@@ -15,14 +15,15 @@ Examples:
         --segmentor-checkpoint s.pth
 """
 import argparse
-import glob
-import os
 import os.path as osp
 import sys
 import time
 from typing import List, Tuple
 
 from mmengine.config import DictAction
+
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+from input_paths import collect_files, output_stems  # noqa: E402
 from mmengine.utils import ProgressBar
 
 IMAGE_EXTS = ('.png', '.jpg', '.jpeg', '.tif', '.tiff', '.bmp')
@@ -67,51 +68,9 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def collect_images(inputs: List[str]) -> Tuple[List[str], List[str]]:
-    """Expand files, folders and globs into image paths.
-
-    Returns:
-        tuple[list[str], list[str]]: image paths (input order, folders
-        sorted, duplicates removed) and messages about inputs that gave no
-        image.
-    """
-    paths, problems = [], []
-    for item in inputs:
-        if osp.isdir(item):
-            found = sorted(
-                osp.join(item, f) for f in os.listdir(item)
-                if f.lower().endswith(IMAGE_EXTS)
-                and osp.isfile(osp.join(item, f)))
-            if not found:
-                problems.append(f'folder "{item}" contains no image '
-                                f'({", ".join(IMAGE_EXTS)})')
-        elif osp.isfile(item):
-            found = [item]
-        elif glob.has_magic(item):
-            found = sorted(p for p in glob.glob(item) if osp.isfile(p))
-            if not found:
-                problems.append(f'pattern "{item}" matches no file')
-        else:
-            problems.append(f'"{item}" does not exist')
-            found = []
-        paths.extend(found)
-    seen, unique = set(), []
-    for p in paths:
-        key = osp.abspath(p)
-        if key not in seen:
-            seen.add(key)
-            unique.append(p)
-    return unique, problems
-
-
-def output_stems(paths: List[str]) -> List[str]:
-    """File stems, made unique when two inputs share a name."""
-    stems, counts = [], {}
-    for p in paths:
-        stem = osp.splitext(osp.basename(p))[0]
-        n = counts.get(stem, 0)
-        counts[stem] = n + 1
-        stems.append(stem if n == 0 else f'{stem}_{n}')
-    return stems
+    """Expand files, folders and globs into image paths (and messages
+    about inputs that gave none)."""
+    return collect_files(inputs, IMAGE_EXTS, 'image')
 
 
 def main(argv=None) -> int:

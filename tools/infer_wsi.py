@@ -19,14 +19,15 @@ Examples:
         --out-dir out --device cuda --workers 4
 """
 import argparse
-import glob
-import os
 import os.path as osp
 import sys
 import time
 from typing import List, Tuple
 
 from mmengine.config import DictAction
+
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+from input_paths import collect_files, output_stems  # noqa: E402
 
 SLIDE_EXTS = ('.svs', '.ndpi', '.mrxs', '.scn', '.vms', '.vmu', '.bif',
               '.svslide', '.tif', '.tiff', '.png', '.jpg', '.jpeg')
@@ -111,51 +112,9 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def collect_slides(inputs: List[str]) -> Tuple[List[str], List[str]]:
-    """Expand files, folders and globs into slide paths.
-
-    Returns:
-        tuple[list[str], list[str]]: slide paths (input order, folders
-        sorted, duplicates removed) and messages about inputs that gave no
-        slide.
-    """
-    paths, problems = [], []
-    for item in inputs:
-        if osp.isdir(item):
-            found = sorted(
-                osp.join(item, f) for f in os.listdir(item)
-                if f.lower().endswith(SLIDE_EXTS)
-                and osp.isfile(osp.join(item, f)))
-            if not found:
-                problems.append(f'folder "{item}" contains no slide '
-                                f'({", ".join(SLIDE_EXTS)})')
-        elif osp.isfile(item):
-            found = [item]
-        elif glob.has_magic(item):
-            found = sorted(p for p in glob.glob(item) if osp.isfile(p))
-            if not found:
-                problems.append(f'pattern "{item}" matches no file')
-        else:
-            problems.append(f'"{item}" does not exist')
-            found = []
-        paths.extend(found)
-    seen, unique = set(), []
-    for p in paths:
-        key = osp.abspath(p)
-        if key not in seen:
-            seen.add(key)
-            unique.append(p)
-    return unique, problems
-
-
-def output_stems(paths: List[str]) -> List[str]:
-    """Slide stems (``a.ome.tiff`` -> ``a.ome``), unique across inputs."""
-    stems, counts = [], {}
-    for p in paths:
-        stem = osp.splitext(osp.basename(p))[0]
-        n = counts.get(stem, 0)
-        counts[stem] = n + 1
-        stems.append(stem if n == 0 else f'{stem}_{n}')
-    return stems
+    """Expand files, folders and globs into slide paths (and messages
+    about inputs that gave none)."""
+    return collect_files(inputs, SLIDE_EXTS, 'slide')
 
 
 class _Progress:
