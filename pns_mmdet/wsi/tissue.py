@@ -55,7 +55,7 @@ def detect_tissue(thumb_rgb: np.ndarray,
                   mpp: Optional[float] = None,
                   channel: str = 'saturation',
                   closing_um: float = 20.0,
-                  min_area_um2: float = 20000.0,
+                  min_area_um2: float = 5000.0,
                   hole_area_um2: float = 20000.0,
                   closing_px: int = 2,
                   min_area_px: int = 64,
@@ -73,7 +73,9 @@ def detect_tissue(thumb_rgb: np.ndarray,
         closing_um (float): Radius of the closing that joins tissue
             fragments, µm. Defaults to 20.
         min_area_um2 (float): Tissue parts up to this area are dropped
-            (dust, pen dots), µm². Defaults to 20000 (a 140 µm square).
+            (dust, pen dots), µm². Defaults to 5000 (a 70 µm square; a
+            larger default dropped whole small biopsy fragments, whose
+            nuclei are then lost).
         hole_area_um2 (float): Holes up to this area are filled (lumina,
             fat), µm². Defaults to 20000.
         closing_px (int): ``closing_um`` without ``mpp``. Defaults to 2.

@@ -98,3 +98,17 @@ def test_load_tissue_mask(tmp_path):
         load_tissue_mask(str(tmp_path / 'bad.png'))
     with pytest.raises(FileNotFoundError, match='none.png'):
         load_tissue_mask(str(tmp_path / 'none.png'))
+
+
+def test_small_biopsy_fragment_is_kept():
+    """A fragment of ~10,000 µm² (a 110 µm disc) at the runner's 8 µm/px
+    is tissue, not dust: its nuclei must not be skipped."""
+    yy, xx = np.mgrid[:48, :48]
+    thumb = np.full((48, 48, 3), 242, np.uint8)
+    disc = (xx - 15)**2 + (yy - 20)**2 <= 7**2
+    thumb[disc] = (230, 150, 200)
+    speck = (xx - 40)**2 + (yy - 40)**2 <= 1
+    thumb[speck] = (230, 150, 200)
+    mask = detect_tissue(thumb, mpp=8.0)
+    assert mask[disc].all()
+    assert not mask[speck].any()  # ~5 px = 320 µm²: dust
