@@ -63,7 +63,12 @@ def test_loaded_shapes_at_256():
 
 def test_reproduces_original_at_1024():
     ref = reference_1024()
-    enc = SAMImageEncoderViT(arch='vit_b', img_size=1024, **TINY).eval()
+    # Plain blocks: the same operations as segment_anything, so the
+    # outputs are bitwise equal (the fused attention of the padded blocks
+    # is compared to SAM's within float rounding in
+    # test_padded_window_block.py).
+    enc = SAMImageEncoderViT(arch='vit_b', img_size=1024,
+                             padded_window_attention=False, **TINY).eval()
     enc.load_state_dict(ref.state_dict(), strict=True)
     for key, value in ref.state_dict().items():
         assert torch.equal(enc.state_dict()[key], value), key
