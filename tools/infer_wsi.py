@@ -206,34 +206,33 @@ def main(argv=None) -> int:
               f'{args.slide_mpp}', file=sys.stderr)
         return 2
     # Heavy imports after argument checks, so bad usage fails fast.
-    from pns_mmdet.apis import NucleusInferencer
-    from pns_mmdet.engine import trust_checkpoints
     from pns_mmdet.utils import check_writable_dir
-    from pns_mmdet.wsi.runner import SlideRunner
+    from pns_mmdet.utils.config import load_config
+    from pns_mmdet.wsi.cohort_worker import RunnerSpec
     try:
         # Unwritable or full output folder: say so before any model work.
         check_writable_dir(args.out_dir)
     except OSError as err:
         print(f'[infer_wsi] error: {err.strerror}', file=sys.stderr)
         return 2
-    trust_checkpoints(args.trust_checkpoint)
     try:
-        inferencer = NucleusInferencer(
+        cfg = load_config(args.config, required=('model', ))
+        if args.cfg_options:
+            cfg.merge_from_dict(args.cfg_options)
+        model_mpp = model_mpp_of(cfg, args.model_mpp, args.config)
+        # The one construction of model + runner (also the cohort's).
+        runner = RunnerSpec(
             args.config,
+            model_mpp,
             device=args.device,
             prompter_checkpoint=args.prompter_checkpoint,
             segmentor_checkpoint=args.segmentor_checkpoint,
-            cfg_options=args.cfg_options)
-        model_mpp = model_mpp_of(inferencer.cfg, args.model_mpp,
-                                 args.config)
-        runner = SlideRunner(
-            inferencer,
-            model_mpp,
+            cfg_options=args.cfg_options,
+            trust_checkpoints=args.trust_checkpoint or (),
             tile_size=args.tile_size,
             overlap=args.overlap,
-            workers=args.workers,
-            gz=args.gz,
-            config_name=osp.abspath(args.config))
+            read_workers=args.workers,
+            gz=args.gz).build()
     except (FileNotFoundError, RuntimeError, ValueError, KeyError) as err:
         # Missing or mismatched checkpoint, wrong config: one clear line.
         print(f'[infer_wsi] error: cannot build the model from '
