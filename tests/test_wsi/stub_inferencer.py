@@ -43,17 +43,10 @@ def _load(name, path):
 
 
 def tiny_config_text(data_mpp=None) -> str:
-    """The tool tests' tiny PromptNucSeg config (2 classes), optionally
-    with a ``data_mpp`` line."""
-    if _TOOL_TESTS not in sys.path:
-        sys.path.insert(0, _TOOL_TESTS)  # test_infer imports tool_loading
-    test_infer = _load('pns_test_infer_for_wsi',
-                       osp.join(_TOOL_TESTS, 'test_infer.py'))
-    text = test_infer.TINY_CONFIG.format(
-        repo=REPO, num_classes=2, score_thr=0.5)
-    if data_mpp is not None:
-        text += f'\ndata_mpp = {data_mpp!r}\n'
-    return text
+    """The tests' tiny PromptNucSeg config (2 classes, score_thr 0.5),
+    optionally with a ``data_mpp`` line."""
+    import tiny_promptnucseg
+    return tiny_promptnucseg.tiny_config_text(2, 0.5, data_mpp)
 
 
 def write_tiny_config(folder, data_mpp=None, name='tiny_wsi.py') -> str:
