@@ -90,7 +90,7 @@ def main(argv=None) -> int:
     make_data(data_root, args)
     rows = []
     start = time.perf_counter()
-    from pns_mmdet.models.utils.autocast import native_bfloat16
+    from pns_mmdet.utils.autocast import native_bfloat16
     for k in args.ks:
         runner = build_runner(k, data_root,
                               osp.join(args.work_dir, f'k{k}'), args)

@@ -141,7 +141,7 @@ def main(argv=None) -> int:
     print('-' * len(header))
     import torch
 
-    from pns_mmdet.models.utils.autocast import native_bfloat16
+    from pns_mmdet.utils.autocast import native_bfloat16
     for model_name in args.models:
         for dtype in args.dtypes:
             if (dtype == 'bf16'

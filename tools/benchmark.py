@@ -263,7 +263,7 @@ def run_single(spec: dict) -> dict:
     import torch
     from mmengine.structures import InstanceData
 
-    from pns_mmdet.models.utils.autocast import autocast_context
+    from pns_mmdet.utils.autocast import autocast_context
     if spec['threads']:
         torch.set_num_threads(spec['threads'])
     device = torch.device(spec['device'])
@@ -373,7 +373,7 @@ def main(argv=None) -> int:
         return 0
     import torch
 
-    from pns_mmdet.models.utils.autocast import native_bfloat16
+    from pns_mmdet.utils.autocast import native_bfloat16
     if args.real_tile:
         if not osp.isfile(args.real_tile):
             print(f'--real-tile {args.real_tile}: no such file (the real '

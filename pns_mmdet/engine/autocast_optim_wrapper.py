@@ -17,7 +17,7 @@ from mmengine.optim import OptimWrapper
 from mmengine.registry import OPTIM_WRAPPERS
 from torch import nn
 
-from ..models.utils.autocast import (check_autocast_dtype,
+from ..utils.autocast import (check_autocast_dtype,
                                      resolve_autocast_dtype)
 
 __all__ = ['AutocastOptimWrapper', 'amp_optim_wrapper']
@@ -28,7 +28,7 @@ class AutocastOptimWrapper(OptimWrapper):
     """``OptimWrapper`` running the forward pass under ``torch.autocast``.
 
     Args:
-        dtype (str): An autocast dtype name (``models/utils/autocast.py``):
+        dtype (str): An autocast dtype name (``utils/autocast.py``):
             'bfloat16', or 'auto' (bfloat16 where the device runs it
             natively, float32 elsewhere: emulated bfloat16 on an AVX2-only
             CPU is tens of times slower). float16 needs loss scaling: use

@@ -49,7 +49,7 @@ def test_bf16_forward_and_loss_curve_like_fp32():
 
 
 def test_auto_is_fp32_where_bf16_is_not_native(monkeypatch):
-    import pns_mmdet.models.utils.autocast as autocast
+    import pns_mmdet.utils.autocast as autocast
     monkeypatch.setattr(autocast, 'native_bfloat16', lambda device: False)
     _, dtypes = train('auto', steps=2)
     assert dtypes == {torch.float32}

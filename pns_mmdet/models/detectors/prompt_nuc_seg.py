@@ -14,7 +14,7 @@ from ...engine.checkpoint import load_part_checkpoint, without_pretrained
 from ..inference import (DECODE_POLICIES, TiledDecoder, TiledPrompter,
                          class_map, part_input, rescale_instances,
                          stitch_instances)
-from ..utils.autocast import autocast_context, check_autocast_dtype
+from ...utils.autocast import autocast_context, check_autocast_dtype
 
 __all__ = ['PromptNucSeg']
 

@@ -15,7 +15,7 @@ from ..inference import (TiledDecoder, class_map, rescale_instances,
 from ..losses import PromptMaskLoss
 from ..sam.checkpoint import load_sam_checkpoint
 from ..sam.parts import check_sam_parts
-from ..utils.autocast import autocast_context, check_autocast_dtype
+from ...utils.autocast import autocast_context, check_autocast_dtype
 from ..utils.prompts import (build_point_prompts, resolve_num_neg_prompts,
                              sample_training_prompts)
 

@@ -1,4 +1,3 @@
-from .autocast import autocast_context, resolve_autocast_dtype
 from .point_ops import (anchor_grid, boxes_to_points, clip_points,
                         point_nms, points_to_boxes, points_to_grid,
                         rescale_points, sample_at_points)
@@ -6,7 +5,7 @@ from .prompts import (build_point_prompts, resolve_num_neg_prompts,
                       sample_interior_points, sample_training_prompts)
 
 __all__ = [
-    'autocast_context', 'resolve_autocast_dtype', 'boxes_to_points',
+    'boxes_to_points',
     'clip_points', 'point_nms', 'points_to_boxes', 'points_to_grid',
     'rescale_points', 'anchor_grid', 'sample_at_points',
     'build_point_prompts', 'sample_interior_points',

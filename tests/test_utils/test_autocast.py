@@ -3,7 +3,7 @@ import contextlib
 import pytest
 import torch
 
-from pns_mmdet.models.utils.autocast import (autocast_context,
+from pns_mmdet.utils.autocast import (autocast_context,
                                              check_autocast_dtype,
                                              native_bfloat16,
                                              resolve_autocast_dtype)
@@ -21,7 +21,7 @@ def test_explicit_names_are_honoured(name, dtype):
 
 
 def test_auto_is_bfloat16_only_where_native(monkeypatch):
-    import pns_mmdet.models.utils.autocast as autocast
+    import pns_mmdet.utils.autocast as autocast
     monkeypatch.setattr(autocast, 'native_bfloat16', lambda device: True)
     assert resolve_autocast_dtype('auto', CPU) is torch.bfloat16
     monkeypatch.setattr(autocast, 'native_bfloat16', lambda device: False)
