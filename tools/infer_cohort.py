@@ -27,11 +27,11 @@ import os.path as osp
 import socket
 import sys
 
-from mmengine.config import DictAction
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 # Slide collection, output stems and the model resolution are infer_wsi's.
 from infer_wsi import collect_slides, model_mpp_of, output_stems  # noqa
+from slide_options import add_slide_arguments, slide_usage_error  # noqa
 
 TAG = '[infer_cohort]'
 
@@ -78,68 +78,10 @@ def parse_args(argv=None) -> argparse.Namespace:
         default=3,
         help='times a slide is resumed after its worker died')
     slide_args = parser.add_argument_group('slides (as tools/infer_wsi.py)')
-    slide_args.add_argument(
-        '--slide-mpp',
-        type=float,
-        help='level-0 µm/px of the slides (overrides their metadata)')
-    slide_args.add_argument(
-        '--model-mpp',
-        type=float,
-        help='µm/px the model was trained at (default: the config\'s '
-        'data_mpp)')
-    slide_args.add_argument(
-        '--tissue-mask',
-        help='tissue mask image (non-zero = tissue) of the one slide given')
-    slide_args.add_argument(
-        '--roi',
-        type=int,
-        nargs=4,
-        metavar=('X', 'Y', 'W', 'H'),
-        help='process only this region (level-0 pixels) of every slide')
-    slide_args.add_argument(
-        '--read-workers',
-        type=int,
-        default=1,
-        help='tile-reading processes per worker (infer_wsi\'s --workers; '
-        '0: read in the worker)')
-    slide_args.add_argument(
-        '--device',
-        default=None,
-        help='cpu or cuda[:N] (default: cuda with --gpus-per-worker > 0, '
-        'else cpu)')
-    slide_args.add_argument(
-        '--overwrite',
-        action='store_true',
-        help='redo finished slides and drop unfinished runs')
-    slide_args.add_argument(
-        '--tile-size',
-        type=int,
-        default=1024,
-        help='processing tile side at the model resolution (px)')
-    slide_args.add_argument(
-        '--overlap',
-        type=int,
-        default=128,
-        help='processing tile overlap (px)')
-    slide_args.add_argument(
-        '--gz', action='store_true', help='write nuclei.geojson.gz')
-    slide_args.add_argument(
-        '--prompter-checkpoint', help='override model.prompter_checkpoint')
-    slide_args.add_argument(
-        '--segmentor-checkpoint', help='override model.segmentor_checkpoint')
-    slide_args.add_argument(
-        '--trust-checkpoint',
-        action='append',
-        metavar='PATH',
-        help='fully unpickle this checkpoint file (only for files from a '
-        'trusted source: unpickling can run code); repeatable')
-    slide_args.add_argument(
-        '--no-progress', action='store_true', help='no progress bar')
-    slide_args.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=DictAction,
-        help='override config entries, e.g. model.test_cfg.nms_iou_thr=0.3')
+    add_slide_arguments(
+        slide_args, '--read-workers',
+        'cpu or cuda[:N] (default: cuda with --gpus-per-worker > 0, else '
+        'cpu)')
     return parser.parse_args(argv)
 
 
@@ -153,12 +95,6 @@ def usage_error(args) -> str:
         return f'--gpus-per-worker must be >= 0, got {args.gpus_per_worker}'
     if args.max_retries < 0:
         return f'--max-retries must be >= 0, got {args.max_retries}'
-    if args.read_workers < 0:
-        return f'--read-workers must be >= 0, got {args.read_workers}'
-    if args.slide_mpp is not None and args.slide_mpp <= 0:
-        return f'--slide-mpp must be > 0, got {args.slide_mpp}'
-    if args.tissue_mask is not None and not osp.isfile(args.tissue_mask):
-        return f'--tissue-mask {args.tissue_mask} does not exist'
     device = args.device or ''
     if device.startswith('cuda') and args.gpus_per_worker == 0:
         # Ray hides the GPUs from workers that reserved none.
@@ -258,10 +194,8 @@ def main(argv=None) -> int:
     if not paths:
         print(f'{TAG} error: no input slide found', file=sys.stderr)
         return 2
-    problem = usage_error(args)
-    if not problem and args.tissue_mask is not None and len(paths) > 1:
-        problem = (f'--tissue-mask belongs to one slide, but {len(paths)} '
-                   'slides were given')
+    problem = usage_error(args) or slide_usage_error(args, paths,
+                                                     '--read-workers')
     if problem:
         print(f'{TAG} error: {problem}', file=sys.stderr)
         return 2

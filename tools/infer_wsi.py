@@ -24,10 +24,11 @@ import sys
 import time
 from typing import List, Tuple
 
-from mmengine.config import DictAction
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 from input_paths import collect_files, output_stems  # noqa: E402
+from slide_options import (add_slide_arguments,  # noqa: E402
+                           slide_usage_error)
 
 SLIDE_EXTS = ('.svs', '.ndpi', '.mrxs', '.scn', '.vms', '.vmu', '.bif',
               '.svslide', '.tif', '.tiff', '.png', '.jpg', '.jpeg')
@@ -45,69 +46,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         'patterns (quote them)')
     parser.add_argument(
         '--out-dir', required=True, help='folder for the per-slide outputs')
-    parser.add_argument(
-        '--slide-mpp',
-        type=float,
-        help='level-0 µm/px of the slides (overrides their metadata; '
-        'needed for slides without MPP)')
-    parser.add_argument(
-        '--model-mpp',
-        type=float,
-        help='µm/px the model was trained at (default: the config\'s '
-        'data_mpp)')
-    parser.add_argument(
-        '--tissue-mask',
-        help='tissue mask image (non-zero = tissue, covering the whole '
-        'slide; one slide only) instead of automatic detection')
-    parser.add_argument(
-        '--roi',
-        type=int,
-        nargs=4,
-        metavar=('X', 'Y', 'W', 'H'),
-        help='process only this region (level-0 pixels)')
-    parser.add_argument(
-        '--workers',
-        type=int,
-        default=1,
-        help='tile-reading worker processes (0: read in the main process)')
-    parser.add_argument(
-        '--device',
-        default=None,
-        help='cpu or cuda[:N] (default: cuda when available, else cpu)')
-    parser.add_argument(
-        '--overwrite',
-        action='store_true',
-        help='redo finished slides and drop unfinished runs')
-    parser.add_argument(
-        '--tile-size',
-        type=int,
-        default=1024,
-        help='processing tile side at the model resolution (px)')
-    parser.add_argument(
-        '--overlap',
-        type=int,
-        default=128,
-        help='processing tile overlap (px); half of it must exceed a '
-        'nucleus diameter plus the engine margin')
-    parser.add_argument(
-        '--gz', action='store_true', help='write nuclei.geojson.gz')
-    parser.add_argument(
-        '--prompter-checkpoint', help='override model.prompter_checkpoint')
-    parser.add_argument(
-        '--segmentor-checkpoint', help='override model.segmentor_checkpoint')
-    parser.add_argument(
-        '--trust-checkpoint',
-        action='append',
-        metavar='PATH',
-        help='fully unpickle this checkpoint file (only for files from a '
-        'trusted source: unpickling can run code); repeatable')
-    parser.add_argument(
-        '--no-progress', action='store_true', help='no progress bar')
-    parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=DictAction,
-        help='override config entries, e.g. model.test_cfg.nms_iou_thr=0.3')
+    add_slide_arguments(
+        parser, '--workers',
+        'cpu or cuda[:N] (default: cuda when available, else cpu)')
     return parser.parse_args(argv)
 
 
@@ -184,26 +125,9 @@ def main(argv=None) -> int:
     if not paths:
         print('[infer_wsi] error: no input slide found', file=sys.stderr)
         return 2
-    if args.tissue_mask is not None and len(paths) > 1:
-        print('[infer_wsi] error: --tissue-mask belongs to one slide, but '
-              f'{len(paths)} slides were given', file=sys.stderr)
-        return 2
-    if args.tissue_mask is not None and not osp.isfile(args.tissue_mask):
-        print(f'[infer_wsi] error: --tissue-mask {args.tissue_mask} does '
-              'not exist', file=sys.stderr)
-        return 2
-    if args.tile_size < 32 or not 0 <= args.overlap < args.tile_size:
-        print(f'[infer_wsi] error: need --tile-size >= 32 and 0 <= '
-              f'--overlap < --tile-size, got {args.tile_size} and '
-              f'{args.overlap}', file=sys.stderr)
-        return 2
-    if args.workers < 0:
-        print(f'[infer_wsi] error: --workers must be >= 0, got '
-              f'{args.workers}', file=sys.stderr)
-        return 2
-    if args.slide_mpp is not None and args.slide_mpp <= 0:
-        print(f'[infer_wsi] error: --slide-mpp must be > 0, got '
-              f'{args.slide_mpp}', file=sys.stderr)
+    problem = slide_usage_error(args, paths, '--workers')
+    if problem:
+        print(f'[infer_wsi] error: {problem}', file=sys.stderr)
         return 2
     # Heavy imports after argument checks, so bad usage fails fast.
     from pns_mmdet.utils import check_writable_dir
