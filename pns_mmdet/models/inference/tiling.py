@@ -164,8 +164,8 @@ def most_central_tile(points: Tensor, tiles: Tensor,
     if len(points) == 0:
         return points.new_zeros((0, ), dtype=torch.long)
     h, w = int(img_hw[0]), int(img_hw[1])
-    if bool(((points < 0) | (points > points.new_tensor([w - 1, h - 1]))
-             ).any()):
+    # Inside the image as points_in_tiles counts it: 0 <= x < W, 0 <= y < H.
+    if bool(((points < 0) | (points >= points.new_tensor([w, h]))).any()):
         raise ValueError('most_central_tile: some points lie outside every '
                          'tile; the tiles must cover the image and the '
                          'points lie inside it')

@@ -188,3 +188,13 @@ def test_most_central_tile_is_the_max_min_distance_tile():
     best = centrality.max(1).values
     assert torch.equal(centrality[torch.arange(len(pts)), owner], best)
     assert inside[torch.arange(len(pts)), owner].all()
+
+
+def test_most_central_tile_accepts_points_in_the_last_pixel():
+    # (299.5, 299.5) lies in pixel 299 of a 300 x 300 image: inside, as
+    # points_in_tiles counts it (x < W).
+    tiles = make_tiles((300, 300), 256, 192)
+    pts = torch.tensor([[299.5, 299.5], [0., 299.9]])
+    assert most_central_tile(pts, tiles, (300, 300)).tolist() == [3, 2]
+    with pytest.raises(ValueError, match='outside every tile'):
+        most_central_tile(torch.tensor([[300., 5.]]), tiles, (300, 300))
