@@ -198,7 +198,7 @@ class TiledDecoder:
         elif self.policy == 'oracle':
             todo = torch.zeros_like(run.inside)
             owner = most_central_tile(points, tiles, run.img_hw)
-            todo[torch.arange(len(points)), owner] = True
+            todo[torch.arange(len(points), device=owner.device), owner] = True
             self._decode_tiles(run, todo, keep_cache=False)
         else:
             self._decode_central(run)
