@@ -153,10 +153,11 @@ class SlideRunner:
 
     @staticmethod
     def _engine_nms_radius(inferencer) -> float:
+        """The engine's own cross-tile point NMS radius (else 6 px)."""
         model = getattr(inferencer, 'model', None)
-        cfg = getattr(getattr(model, 'prompter', None), 'test_cfg', None)
-        radius = (cfg or {}).get('nms_radius', None)
-        return float(radius) if radius else 6.0
+        if hasattr(model, 'tiled_prompter'):
+            return float(model.tiled_prompter().nms_radius)
+        return 6.0
 
     # ------------------------------------------------------------ paths
     def output_paths(self, slide_out: str) -> Dict[str, str]:
