@@ -16,11 +16,13 @@ model = dict(
     segmentor_checkpoint='checkpoints/promptnucseg/segmentor_sam-b_cpm17.pth',
     test_cfg=dict(nms_iou_thr=0.5))
 
-# Test only: AJI and PQ (means over images).
+# Test only (tools/test.py on the test split): AJI and PQ (means over
+# images). No validation: the dataset has no val split upstream.
 train_dataloader = None
 train_cfg = None
 optim_wrapper = None
-val_cfg = dict(type='ValLoop')
+val_dataloader = None
+val_cfg = None
+val_evaluator = None
 test_cfg = dict(type='TestLoop')
-val_evaluator = dict(_delete_=True, type='NucleusInstanceMetric')
-test_evaluator = val_evaluator
+test_evaluator = dict(_delete_=True, type='NucleusInstanceMetric')

@@ -11,10 +11,17 @@ model = dict(train_cfg=dict(num_prompts_per_img=25))
 train_dataloader = dict(
     batch_size=8,  # per GPU, as upstream (4 GPUs)
     dataset=dict(pipeline=_base_.segmentor_train_pipeline))
-val_evaluator = dict(_delete_=True, type='NucleusInstanceMetric')
-test_evaluator = val_evaluator
+test_evaluator = dict(_delete_=True, type='NucleusInstanceMetric')
+# CPM-17 has no validation split (upstream reports the last epoch): no
+# validation, so tools/train.py never scores the test set. To validate,
+# inherit a dataset config with a val split (as configs/cpu/ does) and set
+# val_dataloader, val_cfg and val_evaluator together.
+val_dataloader = None
+val_cfg = None
+val_evaluator = None
 
 param_scheduler = []
+# A config that adds a val split validates at the end only.
 train_cfg = dict(val_interval=_base_.max_epochs)
 default_hooks = dict(
     checkpoint=dict(

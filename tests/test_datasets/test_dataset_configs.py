@@ -17,8 +17,8 @@ CASES = {
     'pannuke.py': (5, ('fold1', 'fold2', 'fold3')),
     'pannuke_fold213.py': (5, ('fold2', 'fold1', 'fold3')),
     'pannuke_fold321.py': (5, ('fold3', 'fold2', 'fold1')),
-    'kumar.py': (1, ('train', 'test', 'test')),
-    'cpm17.py': (1, ('train', 'test', 'test')),
+    'kumar.py': (1, ('train', 'val', 'test')),
+    'cpm17.py': (1, ('train', 'val', 'test')),
     'synthetic.py': (5, ('train', 'val', 'test')),
     'pannuke_coco25.py': (2, ('train', 'val', 'test')),
 }

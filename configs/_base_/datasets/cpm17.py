@@ -1,6 +1,8 @@
-# CPM-17 (32 train / 32 test tiles of 500 or 600 px, class-agnostic). No
-# validation split upstream, so validation runs on the test file. The
-# prompter trains on random 500 x 500 crops, as upstream. Prepare with
+# CPM-17 (32 train / 32 test tiles of 500 or 600 px, class-agnostic).
+# Validation reads annotations/val.json (a val/ folder converted with
+# --splits val), never the test file; upstream has no validation split, so
+# the CPM-17 training leaf configs switch validation off. The prompter
+# trains on random 500 x 500 crops, as upstream. Prepare with
 # tools/dataset_converters/cpm17.py.
 _base_ = './kumar.py'
 
@@ -17,5 +19,7 @@ train_pipeline = _base_.load_steps + [
 
 train_dataloader = dict(
     dataset=dict(data_root=data_root, pipeline=train_pipeline))
+# Two partial dicts: each is merged into its own loader of kumar.py (val
+# on val.json, test on test.json).
 val_dataloader = dict(dataset=dict(data_root=data_root))
-test_dataloader = val_dataloader
+test_dataloader = dict(dataset=dict(data_root=data_root))

@@ -1,6 +1,9 @@
 # Kumar (MoNuSeg 2018 training release, 16 train / 14 test tiles of
-# 1000 x 1000, class-agnostic). No validation split upstream (last epoch is
-# reported), so validation runs on the test file. Prepare with
+# 1000 x 1000, class-agnostic). Validation reads its own split,
+# annotations/val.json, never the test file: upstream has no validation
+# split (it reports the last epoch), so the Kumar training leaf configs
+# switch validation off; a config that has a val split (converted with
+# --split val, or --split-ratios) keeps it, e.g. kumar_cpu.py. Prepare with
 # tools/dataset_converters/monuseg.py (one --split per folder).
 _base_ = './nucleus_pipelines.py'
 
@@ -32,13 +35,16 @@ val_dataloader = dict(batch_size=1,
                       sampler=dict(type='DefaultSampler', shuffle=False),
                       dataset=dict(type=dataset_type,
                                    data_root=data_root,
-                                   ann_file='annotations/test.json',
+                                   ann_file='annotations/val.json',
                                    data_prefix=dict(img='images/'),
                                    metainfo=metainfo,
                                    test_mode=True,
                                    pipeline=_base_.test_pipeline,
                                    backend_args=None))
-test_dataloader = val_dataloader
+# The same loader on the test split (a copy: val and test differ in file).
+test_dataloader = dict(
+    val_dataloader,
+    dataset=dict(val_dataloader['dataset'], ann_file='annotations/test.json'))
 
 val_evaluator = dict(type='PointDetectionMetric', radius=12.0)
 test_evaluator = val_evaluator
