@@ -5,7 +5,17 @@ or .mat with key ``inst_map``), matched by file stem. Prints a per-image
 table and the means (HoVer-Net AJI, AJI+, DQ, SQ, PQ; see
 docs/evaluation.md) and optionally writes them as JSON.
 
+The output folder of tools/infer.py is read as it is: its instance maps are
+``<stem>_inst.png`` and its class maps ``<stem>_class.png`` (beside
+overlays and GeoJSON), so by default (``--pred-suffix auto``) a prediction
+folder holding ``*_inst`` maps is matched on ``<stem>_inst`` and its other
+files are ignored; likewise ``*_class`` maps for ``--pred-classes``.
+
 Examples:
+    python tools/infer.py configs/promptnucseg_kumar.py tiles/ \
+        --out-dir work_dirs/infer
+    python tools/evaluate.py --gt tiles_gt/ \
+        --pred work_dirs/infer --radius 12
     python tools/evaluate.py --gt ../shared/data/monuseg2018_test/inst_masks \
         --pred ../shared/data/monuseg2018_test/inst_masks --out metrics.json
     python tools/evaluate.py --gt gt/inst --pred pred/inst \
@@ -19,7 +29,7 @@ import math
 import os
 import os.path as osp
 import sys
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 from mmengine.utils import ProgressBar
@@ -33,6 +43,10 @@ from pns_mmdet.evaluation.functional import (INSTANCE_KEYS, detection_scores,
 from pns_mmdet.utils import atomic_write, check_writable_dir
 
 MAP_EXTS = ('.png', '.tif', '.tiff', '.npy', '.npz', '.mat')
+# File name suffixes of tools/infer.py's maps, which --pred-suffix auto and
+# --pred-class-suffix auto recognise.
+INFER_INST_SUFFIX = '_inst'
+INFER_CLASS_SUFFIX = '_class'
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -44,6 +58,12 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument('--pred',
                         required=True,
                         help='folder of predicted maps')
+    parser.add_argument(
+        '--pred-suffix',
+        default='auto',
+        help='prediction maps are <stem><SUFFIX>.<ext> (other files in '
+        '--pred are ignored); "auto" (default): "_inst" when --pred holds '
+        '*_inst maps (tools/infer.py output), else "" (exact stems)')
     parser.add_argument('--out', help='write the results as JSON here')
     parser.add_argument('--match-iou',
                         type=float,
@@ -53,6 +73,12 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         help='folder of GT class maps (1..C, 0 background)')
     parser.add_argument('--pred-classes',
                         help='folder of predicted class maps (1..C)')
+    parser.add_argument(
+        '--pred-class-suffix',
+        default='auto',
+        help='predicted class maps are <stem><SUFFIX>.<ext>; "auto" '
+        '(default): "_class" when --pred-classes holds *_class maps '
+        '(tools/infer.py output), else ""')
     parser.add_argument('--class-names',
                         nargs='+',
                         help='names of classes 1..C (needed with class maps)')
@@ -73,28 +99,66 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     return args
 
 
-def list_maps(folder: str, what: str) -> Dict[str, str]:
-    """Map file stem -> path of every instance map file in ``folder``."""
+def _map_stems(folder: str, what: str) -> List[Tuple[str, str]]:
+    """(file stem, file name) of every map file in ``folder``."""
     if not osp.isdir(folder):
         raise FileNotFoundError(f'{what} folder not found: {folder}')
+    return [(osp.splitext(name)[0], name)
+            for name in sorted(os.listdir(folder))
+            if osp.splitext(name)[1].lower() in MAP_EXTS]
+
+
+def resolve_suffix(folder: str, suffix: str, infer_suffix: str,
+                   what: str) -> str:
+    """The file name suffix of the maps in ``folder``.
+
+    ``'auto'`` becomes ``infer_suffix`` (tools/infer.py's ``_inst`` or
+    ``_class``) when some map's stem ends with it, else ``''``; any other
+    value is returned unchanged.
+    """
+    if suffix != 'auto':
+        return suffix
+    return infer_suffix if any(
+        stem.endswith(infer_suffix) and stem != infer_suffix
+        for stem, _ in _map_stems(folder, what)) else ''
+
+
+def list_maps(folder: str, what: str, suffix: str = '') -> Dict[str, str]:
+    """Map image stem -> path of every instance map file in ``folder``.
+
+    Args:
+        folder (str): Folder of map files (not recursive).
+        what (str): Its role, for error messages.
+        suffix (str): Files are ``<stem><suffix>.<ext>``; with a suffix,
+            map files whose stem lacks it (e.g. tools/infer.py's
+            ``_class`` / ``_overlay`` PNGs beside ``_inst``) are ignored.
+    """
     found: Dict[str, List[str]] = {}
-    for name in sorted(os.listdir(folder)):
-        stem, ext = osp.splitext(name)
-        if ext.lower() in MAP_EXTS:
-            found.setdefault(stem, []).append(osp.join(folder, name))
+    for stem, name in _map_stems(folder, what):
+        if suffix:
+            if not stem.endswith(suffix) or stem == suffix:
+                continue
+            stem = stem[:-len(suffix)]
+        found.setdefault(stem, []).append(osp.join(folder, name))
     dups = {s: p for s, p in found.items() if len(p) > 1}
     if dups:
         raise ValueError(f'{what} folder {folder} has several maps with the '
                          f'same stem: {dups}')
     if not found:
-        raise ValueError(f'{what} folder {folder} has no instance maps '
-                         f'({", ".join(MAP_EXTS)})')
+        named = f' named <stem>{suffix}.<ext>' if suffix else ''
+        raise ValueError(f'{what} folder {folder} has no instance maps'
+                         f'{named} ({", ".join(MAP_EXTS)})')
     return {s: p[0] for s, p in found.items()}
 
 
-def match_stems(gt: Dict[str, str], pred: Dict[str, str], gt_dir: str,
-                pred_dir: str) -> List[str]:
-    """Sorted common stems; error listing every unmatched stem."""
+def match_stems(gt: Dict[str, str],
+                pred: Dict[str, str],
+                gt_dir: str,
+                pred_dir: str,
+                pred_suffix: Optional[str] = None,
+                suffix_option: str = '--pred-suffix') -> List[str]:
+    """Sorted common stems; error listing every unmatched stem (and, given
+    ``pred_suffix``, the suffix the prediction files were read with)."""
     only_gt = sorted(set(gt) - set(pred))
     only_pred = sorted(set(pred) - set(gt))
     if only_gt or only_pred:
@@ -105,6 +169,10 @@ def match_stems(gt: Dict[str, str], pred: Dict[str, str], gt_dir: str,
         if only_pred:
             msg.append(f'{len(only_pred)} prediction(s) without GT map in '
                        f'{gt_dir}: {only_pred}')
+        if pred_suffix is not None:
+            msg.append(f'files of {pred_dir} read as <stem>{pred_suffix}'
+                       f'.<ext> ({suffix_option} {pred_suffix!r}; pass '
+                       f'{suffix_option} to choose another)')
         raise ValueError('unmatched file stems; ' + '; '.join(msg))
     return sorted(gt)
 
@@ -144,14 +212,25 @@ def evaluate(args: argparse.Namespace) -> dict:
     """Run the evaluation described by parsed arguments; return the JSON
     layout ``{'per_image': {stem: {...}}, 'mean': {...}, ...}``."""
     gt_maps = list_maps(args.gt, 'GT')
-    pred_maps = list_maps(args.pred, 'prediction')
-    stems = match_stems(gt_maps, pred_maps, args.gt, args.pred)
+    suffix = resolve_suffix(args.pred, args.pred_suffix, INFER_INST_SUFFIX,
+                            'prediction')
+    pred_maps = list_maps(args.pred, 'prediction', suffix)
+    if suffix and args.pred_suffix == 'auto':
+        print(f'prediction maps: <stem>{suffix}.<ext> in {args.pred} '
+              '(tools/infer.py layout; other files ignored)',
+              file=sys.stderr)
+    stems = match_stems(gt_maps, pred_maps, args.gt, args.pred, suffix)
     class_names = args.class_names
     if class_names:
         gt_cls = list_maps(args.gt_classes, 'GT class')
-        pred_cls = list_maps(args.pred_classes, 'predicted class')
+        cls_suffix = resolve_suffix(args.pred_classes,
+                                    args.pred_class_suffix,
+                                    INFER_CLASS_SUFFIX, 'predicted class')
+        pred_cls = list_maps(args.pred_classes, 'predicted class',
+                             cls_suffix)
         match_stems(gt_maps, gt_cls, args.gt, args.gt_classes)
-        match_stems(pred_maps, pred_cls, args.pred, args.pred_classes)
+        match_stems(pred_maps, pred_cls, args.pred, args.pred_classes,
+                    cls_suffix, '--pred-class-suffix')
     tissues = None
     if args.tissues:
         with open(args.tissues) as f:
