@@ -5,7 +5,9 @@ For every image, writes into OUT_DIR:
   <stem>_class.png    8-bit class map (0 = background, classes 1..C)
   <stem>.geojson      nucleus polygons for QuPath (File > Import objects)
   <stem>_overlay.png  outlines coloured by class (unless --no-overlay)
-and one COCO-style JSON of the run (predictions_coco.json).
+and one COCO-style JSON of the run (predictions_coco.json). Each image's
+time is logged as it is done (mmengine logger, stdout), the total at the
+end. tools/evaluate.py reads OUT_DIR as it is (the ``_inst`` suffix).
 
 Examples:
     python tools/infer.py configs/demo/promptnucseg_synthetic.py \
@@ -21,10 +23,10 @@ import time
 from typing import List, Tuple
 
 from mmengine.config import DictAction
+from mmengine.logging import MMLogger
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 from input_paths import collect_files, output_stems  # noqa: E402
-from mmengine.utils import ProgressBar
 
 IMAGE_EXTS = ('.png', '.jpg', '.jpeg', '.tif', '.tiff', '.bmp')
 
@@ -73,6 +75,19 @@ def collect_images(inputs: List[str]) -> Tuple[List[str], List[str]]:
     return collect_files(inputs, IMAGE_EXTS, 'image')
 
 
+def run_logger() -> MMLogger:
+    """An mmengine logger for this run's per-image lines (stdout).
+
+    A new instance per run, named by a timestamp as mmengine's Runner does,
+    so it writes to the current ``sys.stdout`` (an instance made by an
+    earlier run in the same process keeps the stream it was made with).
+    """
+    return MMLogger.get_instance(
+        f'infer_{time.strftime("%Y%m%d_%H%M%S")}_{time.perf_counter_ns()}',
+        logger_name='infer',
+        log_level='INFO')
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     paths, problems = collect_images(args.inputs)
@@ -100,6 +115,9 @@ def main(argv=None) -> int:
         return 2
     trust_checkpoints(args.trust_checkpoint)
 
+    # Made before the model so its build messages (e.g. which weights it
+    # loads) go to the same stream as the per-image lines.
+    logger = run_logger()
     try:
         cfg = load_config(args.config, ('model', ))
     except ConfigFileError as err:
@@ -120,14 +138,14 @@ def main(argv=None) -> int:
     coco = CocoResultsWriter(inferencer.class_names)
     failed, num_nuclei = [], 0
     start = time.perf_counter()
-    bar = ProgressBar(len(paths))
-    for path, stem in zip(paths, output_stems(paths)):
+    for i, (path, stem) in enumerate(zip(paths, output_stems(paths)), 1):
+        image_start = time.perf_counter()
         try:
             image = load_image(path)
         except (OSError, ValueError) as err:
             # Unreadable or truncated file: report it, go on with the rest.
             failed.append((path, str(err)))
-            bar.update()
+            logger.warning(f'{i}/{len(paths)} {path}: skipped, {err}')
             continue
         result = inferencer(image)
         base = osp.join(args.out_dir, stem)
@@ -150,12 +168,14 @@ def main(argv=None) -> int:
         coco.add(osp.basename(path), result.inst_map, result.labels,
                  result.scores)
         num_nuclei += result.num_nuclei
-        bar.update()
+        # Wall time with reading and writing; "model" is the prediction.
+        logger.info(f'{i}/{len(paths)} {path}: {result.num_nuclei} nuclei, '
+                    f'{time.perf_counter() - image_start:.2f} s (model '
+                    f'{result.seconds:.2f} s)')
     coco_path = osp.join(args.out_dir, 'predictions_coco.json')
     coco.dump(coco_path)
     seconds = time.perf_counter() - start
     done = len(paths) - len(failed)
-    print()
     for path, err in failed:
         print(f'[infer] skipped {path}: {err}', file=sys.stderr)
     print(f'[infer] {done} image(s), {num_nuclei} nuclei, {seconds:.1f} s '

@@ -169,6 +169,45 @@ def test_outputs_agree_one_to_one(tmp_path, tiny_config, monkeypatch,
     assert (overlay != original).any(axis=2).sum() > 0
 
 
+def test_per_image_time_logged(tmp_path, tiny_config, monkeypatch, capsys):
+    """One mmengine log line per image (its time; the model's part is the
+    inferencer's own ``seconds``), a warning per skipped file, the total
+    at the end."""
+    import pns_mmdet.apis as apis
+
+    class FixedTimeInferencer(apis.NucleusInferencer):
+
+        def __call__(self, image):
+            result = super().__call__(image)
+            result.seconds = 1.25  # what the log must report as "model"
+            return result
+
+    monkeypatch.setattr(apis, 'NucleusInferencer', FixedTimeInferencer)
+    images = tmp_path / 'images'
+    images.mkdir()
+    rgb = np.random.default_rng(0).integers(0, 255, (40, 50, 3), np.uint8)
+    for stem in ('a', 'b'):
+        Image.fromarray(rgb).save(images / f'{stem}.png')
+    (images / 'c.png').write_bytes(b'not an image')
+    code = infer.main([tiny_config(), str(images), '--out-dir',
+                       str(tmp_path / 'out')])
+    out = capsys.readouterr().out
+    assert code == 1
+    # (the model's build messages go to the same logger first)
+    lines = [ln for ln in out.splitlines()
+             if re.search(r' - infer - [A-Z]+ - \d/3 ', ln)]
+    assert len(lines) == 3, out
+    for line, k in zip(lines[:2], (1, 2)):
+        stem = 'ab'[k - 1]
+        assert re.search(
+            rf'- infer - INFO - {k}/3 .*{stem}\.png: 0 nuclei, '
+            r'\d+\.\d\d s \(model 1\.25 s\)$', line), line
+    assert re.search(r'- infer - WARNING - 3/3 .*c\.png: skipped, cannot '
+                     'read image', lines[2]), lines[2]
+    assert re.search(r'\[infer\] 2 image\(s\), 0 nuclei, \d+\.\d s '
+                     r'\(\d+\.\d\d s/image\); 1 failed', out), out
+
+
 def test_empty_folder_and_missing_input(tmp_path, tiny_config, capsys):
     (tmp_path / 'empty').mkdir()
     code = infer.main([
