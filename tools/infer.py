@@ -48,9 +48,15 @@ def parse_args(argv=None) -> argparse.Namespace:
         default=None,
         help='cpu or cuda[:N] (default: cuda when available, else cpu)')
     parser.add_argument(
-        '--prompter-checkpoint', help='override model.prompter_checkpoint')
+        '--prompter-checkpoint',
+        help='trained prompter .pth (default: the config\'s '
+        'model.prompter_checkpoint)')
     parser.add_argument(
-        '--segmentor-checkpoint', help='override model.segmentor_checkpoint')
+        '--segmentor-checkpoint',
+        help='trained segmentor .pth (default: the config\'s '
+        'model.segmentor_checkpoint; --cfg-options '
+        'model.segmentor_checkpoint=None runs the weights the segmentor '
+        'config names, e.g. the packaged LiteMedSAM ones)')
     parser.add_argument(
         '--trust-checkpoint',
         action='append',

@@ -57,10 +57,19 @@ class NucleusInferencer:
         config (str | Config): Path of a ``PromptNucSeg`` config.
         device (str): Torch device, e.g. 'cpu' or 'cuda' (default: CUDA
             when available, else CPU).
-        prompter_checkpoint (str, optional): Overrides the config field.
-        segmentor_checkpoint (str, optional): Overrides the config field.
+        prompter_checkpoint (str, optional): Trained prompter weights;
+            replaces the config's ``model.prompter_checkpoint``. None keeps
+            the config's value (it does not mean "no checkpoint").
+        segmentor_checkpoint (str, optional): Likewise for
+            ``model.segmentor_checkpoint``; None keeps the config's value.
+            To run without a trained segmentor, with the weights its own
+            config names (LiteMedSAM: the packaged weights; SAM: the SAM
+            file; random when it names none), set that value to None:
+            ``cfg_options={'model.segmentor_checkpoint': None}``
+            (``--cfg-options model.segmentor_checkpoint=None`` on the
+            tools). The model logs what it loads.
         cfg_options (dict, optional): Further config overrides (as
-            ``--cfg-options``).
+            ``--cfg-options``), applied before the two above.
 
     Example:
         >>> inferencer = NucleusInferencer('configs/promptnucseg_kumar.py')

