@@ -107,7 +107,8 @@ def load_sam_checkpoint(model: nn.Module,
     Raises:
         FileNotFoundError: If the file does not exist.
         RuntimeError: If a key of these parts is missing from the file, the
-            file has a key that is not used, or a shape does not match.
+            file has a key that is not used (keys of the other SAM parts
+            are skipped), or a shape does not match.
     """
     path = resolve_checkpoint_path(checkpoint)
     state_dict = _read_state_dict(path)
@@ -115,6 +116,13 @@ def load_sam_checkpoint(model: nn.Module,
     expected = {
         k
         for k in model.state_dict().keys() if k.startswith(prefixes)
+    }
+    # Keys of the SAM parts not asked for (e.g. the decoder, when only the
+    # image encoder is loaded) are skipped; any other key must be used.
+    skipped = tuple(f'{part}.' for part in SAM_PARTS if part not in parts)
+    state_dict = {
+        k: v
+        for k, v in state_dict.items() if not k.startswith(skipped or ('\0',))
     }
     provided = set(state_dict)
     missing = expected - provided

