@@ -2,7 +2,7 @@
 PYTHON := .venv/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: env lint test test-fast demo clean
+.PHONY: env lint test test-fast demo kumar-cpu clean
 
 env:
 	@bash tools/setup_env.sh
@@ -19,6 +19,11 @@ test-fast: env
 
 demo: env
 	$(PYTHON) tools/demo.py $(DEMO_ARGS)
+
+# A real-tissue model from ../shared/data on a CPU (README "Train on your
+# own data on a CPU"): weights in work_dirs/kumar_cpu/.
+kumar-cpu: env
+	$(PYTHON) tools/kumar_cpu.py $(KUMAR_CPU_ARGS)
 
 clean:
 	rm -rf work_dirs/demo

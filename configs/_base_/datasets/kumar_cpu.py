@@ -17,3 +17,13 @@ val_dataloader = dict(
     persistent_workers=False,
     dataset=dict(data_root=data_root, ann_file='annotations/val.json'))
 test_dataloader = val_dataloader
+
+# The prompter trains on random 256 crops of the large tiles (one TinyViT
+# tile, and 8 crops per step fit a CPU step), then the usual augmentations.
+prompter_crop_size = (256, 256)
+prompter_crop_pipeline = _base_.load_steps + [
+    dict(type='RandomCrop',
+         crop_size=prompter_crop_size,
+         allow_negative_crop=True,
+         recompute_bbox=True)
+] + _base_.prompter_augs + _base_.pack_steps
