@@ -316,7 +316,7 @@ def load_part_checkpoint(module: nn.Module, checkpoint: str, field: str,
         raise FileNotFoundError(
             f'{field}: checkpoint file "{checkpoint}" does not exist. Train '
             f'the part with tools/train.py and point {field} at its .pth, or '
-            'set it to None for random weights')
+            'set it to None to keep what the part\'s own config loads')
     ckpt = load_checkpoint_file(checkpoint, map_location='cpu')
     state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else None
     if not isinstance(state, dict):
