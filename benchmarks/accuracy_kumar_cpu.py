@@ -31,8 +31,6 @@ PROMPTER_CFG = 'configs/cpu/prompter_tinyvit_kumar.py'
 R18_CFG = 'configs/cpu/prompter_r18_kumar.py'
 E2E_CFG = 'configs/cpu/promptnucseg_tinyvit_kumar.py'
 E2E_R18_CFG = 'configs/cpu/promptnucseg_r18_kumar.py'
-POINTS = ["test_evaluator=[dict(type='NucleusInstanceMetric'),"
-          "dict(type='PointDetectionMetric',radius=12.0)]"]
 SEG = f'{WORK}/segmentor.pth'
 #: name -> (config, checkpoint or None, --cfg-options)
 VARIANTS: Dict[str, tuple] = {
@@ -44,13 +42,12 @@ VARIANTS: Dict[str, tuple] = {
                                      ['model.test_cfg.mask_filter=False']),
     'prompter ResNet-18, filter on': (R18_CFG, f'{WORK}/prompter_r18.pth',
                                       []),
-    'e2e TinyViT, K=1, filter on': (E2E_CFG, None, POINTS),
+    'e2e TinyViT, K=1, filter on': (E2E_CFG, None, []),
     'e2e TinyViT, K=0, filter on': (
-        E2E_CFG, None, POINTS + ['model.test_cfg.num_neg_prompts=0']),
+        E2E_CFG, None, ['model.test_cfg.num_neg_prompts=0']),
     'e2e TinyViT, K=1, filter off': (
-        E2E_CFG, None,
-        POINTS + ['model.prompter.test_cfg.mask_filter=False']),
-    'e2e ResNet-18, K=1, filter on': (E2E_R18_CFG, None, POINTS),
+        E2E_CFG, None, ['model.prompter.test_cfg.mask_filter=False']),
+    'e2e ResNet-18, K=1, filter on': (E2E_R18_CFG, None, []),
 }
 COLUMNS = (('P', 'points/precision'), ('R', 'points/recall'),
            ('F1', 'points/f1'), ('PQ', 'nuclei/pq'), ('AJI', 'nuclei/aji'),

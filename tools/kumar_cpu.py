@@ -24,7 +24,8 @@ import os.path as osp
 import shutil
 import sys
 
-from demo import (REPO, format_metric_table, last_checkpoint,
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+from demo import (REPO, format_metric_table, last_checkpoint,  # noqa: E402
                   latest_test_metrics, run)
 
 SEGMENTOR_CFG = 'configs/cpu/segmentor_litemedsam_kumar.py'
