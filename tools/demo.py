@@ -108,7 +108,10 @@ def last_checkpoint(work_dir: str) -> str:
 
 def train_part(name: str, config: str, out_ckpt: str, work_dir: str,
                epochs: Optional[int], options: List[str],
-               retrain: bool) -> None:
+               retrain: bool, resume: bool = False) -> None:
+    """Train one part into ``work_dir/name`` and copy its last checkpoint
+    to ``out_ckpt`` (reused unless ``retrain``); with ``resume``, a killed
+    run continues from its last checkpoint."""
     if osp.isfile(out_ckpt) and not retrain:
         print(f'[demo] reusing the trained {name}: {out_ckpt} '
               '(--retrain to train again)')
@@ -123,6 +126,8 @@ def train_part(name: str, config: str, out_ckpt: str, work_dir: str,
             f'train_cfg.val_interval={epochs}'
         ]
     cmd = [sys.executable, 'tools/train.py', config, '--work-dir', part_dir]
+    if resume and osp.isfile(osp.join(part_dir, 'last_checkpoint')):
+        cmd.append('--resume')
     if extra:
         cmd += ['--cfg-options'] + extra
     run(cmd)

@@ -21,12 +21,11 @@ Usage: python tools/kumar_cpu.py [--shared-data ../shared/data] [--retrain]
 import argparse
 import os
 import os.path as osp
-import shutil
 import sys
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from demo import (REPO, format_metric_table, last_checkpoint,  # noqa: E402
-                  latest_test_metrics, run)
+from demo import (REPO, format_metric_table,  # noqa: E402
+                  latest_test_metrics, run, train_part)
 
 SEGMENTOR_CFG = 'configs/cpu/segmentor_litemedsam_kumar.py'
 PROMPTER_CFG = 'configs/cpu/prompter_tinyvit_kumar.py'
@@ -78,19 +77,8 @@ def train(name: str, config: str, work_dir: str, retrain: bool) -> str:
     """Steps 2-3: train one part (resuming a killed run), return its
     final weights."""
     out_ckpt = osp.join(work_dir, f'{name}.pth')
-    if osp.isfile(out_ckpt) and not retrain:
-        print(f'[kumar-cpu] reusing the trained {name}: {out_ckpt} '
-              '(--retrain to train again)')
-        return out_ckpt
-    part_dir = osp.join(work_dir, name)
-    if retrain and osp.isdir(part_dir):
-        shutil.rmtree(part_dir)
-    cmd = [sys.executable, 'tools/train.py', config, '--work-dir', part_dir]
-    if osp.isfile(osp.join(part_dir, 'last_checkpoint')):
-        cmd.append('--resume')
-    run(cmd)
-    shutil.copyfile(last_checkpoint(part_dir), out_ckpt)
-    print(f'[kumar-cpu] {name} weights: {out_ckpt}')
+    train_part(name, config, out_ckpt, work_dir, None, [], retrain,
+               resume=True)
     return out_ckpt
 
 
