@@ -31,9 +31,14 @@ SEGMENTOR_CFG = 'configs/cpu/segmentor_litemedsam_kumar.py'
 PROMPTER_CFG = 'configs/cpu/prompter_tinyvit_kumar.py'
 E2E_CFG = 'configs/cpu/promptnucseg_tinyvit_kumar.py'
 DATA_ROOT = 'data/kumar_cpu'
-#: (folder under --shared-data, split); the train split appends.
-SOURCES = (('monuseg2018_test', 'train'), ('cpm15_train', 'train'),
-           ('monuseg2018_train_extra', 'val'))
+#: (folder under --shared-data, split, extra converter arguments); the
+#: train split appends. CPM-15 image01-07 are 20x (its SOURCE.md): they are
+#: enlarged 2x so every tile is at the 40x of the val tiles.
+SOURCES = (('monuseg2018_test', 'train', ()),
+           ('cpm15_train', 'train', ('--exclude', 'image0[1-7]')),
+           ('cpm15_train', 'train', ('--include', 'image0[1-7]', '--scale',
+                                     '2')),
+           ('monuseg2018_train_extra', 'val', ()))
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -56,7 +61,7 @@ def convert(shared: str) -> None:
         print(f'[kumar-cpu] reusing the converted data in {DATA_ROOT}')
         return
     written = set()
-    for folder, split in SOURCES:
+    for folder, split, extra in SOURCES:
         src = osp.join(shared, folder)
         for sub in ('images', 'inst_masks'):
             if not osp.isdir(osp.join(src, sub)):
@@ -66,7 +71,7 @@ def convert(shared: str) -> None:
                     'cpm15_train and monuseg2018_train_extra')
         cmd = [sys.executable, 'tools/dataset_converters/generic.py',
                osp.join(src, 'images'), osp.join(src, 'inst_masks'),
-               DATA_ROOT, '--split', split]
+               DATA_ROOT, '--split', split, *extra]
         if split in written:
             cmd.append('--append')
         written.add(split)

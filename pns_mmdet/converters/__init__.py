@@ -7,7 +7,7 @@ or ``pns_mmdet.models`` imports this package.
 from .check import check_coco_dataset
 from .cli import run_cli
 from .cpm17 import convert_cpm17
-from .generic import convert_generic, find_by_stem
+from .generic import convert_generic, find_by_stem, rescale_pair
 from .monuseg import convert_monuseg, parse_aperio_xml
 from .pannuke import (PANNUKE_CLASSES, PANNUKE_FOLD_ORDERS, convert_pannuke,
                       find_pannuke_fold, pannuke_masks_to_instance_map)
@@ -16,5 +16,5 @@ __all__ = [
     'check_coco_dataset', 'convert_cpm17', 'convert_generic', 'find_by_stem',
     'convert_monuseg', 'parse_aperio_xml', 'PANNUKE_CLASSES',
     'PANNUKE_FOLD_ORDERS', 'convert_pannuke', 'find_pannuke_fold',
-    'pannuke_masks_to_instance_map', 'run_cli'
+    'pannuke_masks_to_instance_map', 'rescale_pair', 'run_cli'
 ]

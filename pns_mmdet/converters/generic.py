@@ -4,14 +4,21 @@ Maps (16-bit PNG, TIFF, ``.npy``, ``.npz``, ``.mat``) are matched to images
 by file stem (optionally after stripping a suffix such as ``_mask``);
 optional class maps are matched the same way.
 """
+import fnmatch
 import glob
 import os.path as osp
 from typing import Dict, List, Optional, Sequence
 
+import cv2
+import numpy as np
+
 from ..datasets.coco_writer import CocoLayoutWriter, split_stems
 from ..datasets.io import load_image, load_instance_map
 
-__all__ = ['convert_generic', 'find_by_stem', 'IMAGE_EXTS', 'MAP_EXTS']
+__all__ = [
+    'convert_generic', 'find_by_stem', 'rescale_pair', 'IMAGE_EXTS',
+    'MAP_EXTS'
+]
 
 IMAGE_EXTS = ('.png', '.tif', '.tiff', '.jpg', '.jpeg', '.bmp')
 MAP_EXTS = ('.png', '.tif', '.tiff', '.npy', '.npz', '.mat')
@@ -63,7 +70,10 @@ def convert_generic(image_dir: str,
                     map_key: Optional[str] = None,
                     class_key: Optional[str] = None,
                     write_maps: bool = True,
-                    append: bool = False) -> Dict[str, str]:
+                    append: bool = False,
+                    include: Optional[Sequence[str]] = None,
+                    exclude: Optional[Sequence[str]] = None,
+                    scale: float = 1.0) -> Dict[str, str]:
     """Convert matched images / instance maps (/ class maps) to COCO.
 
     Args:
@@ -91,6 +101,13 @@ def convert_generic(image_dir: str,
             True.
         append (bool): add to existing split files in ``out_root`` (see
             :class:`CocoLayoutWriter`). Defaults to False.
+        include (Sequence[str], optional): shell patterns (``fnmatch``) of
+            instance-map stems to convert; others are skipped. Defaults to
+            None (all).
+        exclude (Sequence[str], optional): patterns of stems to skip.
+        scale (float): resize factor applied to every converted image and
+            its maps (:func:`rescale_pair`), e.g. 2.0 to bring 20x tiles to
+            the 40x of the rest of a dataset. Defaults to 1.0.
 
     Returns:
         dict: split -> annotation JSON path.
@@ -98,12 +115,16 @@ def convert_generic(image_dir: str,
     Raises:
         FileNotFoundError: a map without an image (or class map).
         ValueError: size mismatch (naming both files and sizes), invalid
-            maps, class ids outside 1..len(classes).
+            maps, class ids outside 1..len(classes), a non-positive
+            ``scale``, or ``include``/``exclude`` leaving no map.
     """
+    if not scale > 0:
+        raise ValueError(f'scale must be > 0, got {scale!r}')
     maps = find_by_stem(inst_dir, MAP_EXTS, map_suffix)
     if not maps:
         raise FileNotFoundError(f'no instance maps ({", ".join(MAP_EXTS)}) '
                                 f'found in {inst_dir}')
+    maps = _select_stems(maps, include, exclude, inst_dir)
     images = find_by_stem(image_dir, IMAGE_EXTS)
     cls_maps = (find_by_stem(class_dir, MAP_EXTS, class_suffix)
                 if class_dir else None)
@@ -137,6 +158,8 @@ def convert_generic(image_dir: str,
                 raise ValueError(
                     f'{cls_maps[stem]}: class id {int(cls.max())} but only '
                     f'{len(classes)} classes given ({list(classes)})')
+        if scale != 1.0:
+            img, inst, cls = rescale_pair(img, inst, cls, scale)
         writer.add(stem,
                    img,
                    inst,
@@ -145,6 +168,62 @@ def convert_generic(image_dir: str,
                    tissue=tissue,
                    name=maps[stem])
     return writer.save()
+
+
+def _select_stems(maps: Dict[str, str], include: Optional[Sequence[str]],
+                  exclude: Optional[Sequence[str]],
+                  folder: str) -> Dict[str, str]:
+    """The entries of ``maps`` whose stem matches ``include`` (any pattern;
+    all when None) and no ``exclude`` pattern."""
+    kept = {
+        stem: path
+        for stem, path in maps.items()
+        if (include is None or any(fnmatch.fnmatchcase(stem, p)
+                                   for p in include)) and not any(
+                                       fnmatch.fnmatchcase(stem, p)
+                                       for p in (exclude or ()))
+    }
+    if not kept:
+        raise ValueError(f'include={list(include or [])} / exclude='
+                         f'{list(exclude or [])} leave none of the '
+                         f'{len(maps)} instance maps in {folder} (stems: '
+                         f'{sorted(maps)[:5]}...)')
+    return kept
+
+
+def rescale_pair(image: np.ndarray, inst_map: np.ndarray,
+                 class_map: Optional[np.ndarray], scale: float):
+    """Resize an image and its label maps by ``scale``.
+
+    The image is interpolated (area when shrinking, bicubic when
+    enlarging); the label maps take the nearest label, so ids stay exact.
+    Output size: ``round(H * scale) x round(W * scale)``.
+
+    Args:
+        image (np.ndarray): (H, W, 3) image.
+        inst_map (np.ndarray): (H, W) instance ids.
+        class_map (np.ndarray, optional): (H, W) class ids.
+        scale (float): resize factor (> 0).
+
+    Returns:
+        tuple: (image, inst_map, class_map or None), resized.
+    """
+    h, w = inst_map.shape
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
+    if image.dtype not in (np.uint8, np.uint16, np.float32, np.float64):
+        image = image.astype(np.float32)  # dtypes cv2.resize accepts
+    image = cv2.resize(image, size, interpolation=interp)
+
+    def labels(m):
+        # cv2 has no nearest resize for int32/int64 labels: go through
+        # the index grid instead (exact for every id).
+        rows = np.minimum((np.arange(size[1]) + 0.5) / scale, h - 1e-6)
+        cols = np.minimum((np.arange(size[0]) + 0.5) / scale, w - 1e-6)
+        return m[rows.astype(np.int64)[:, None], cols.astype(np.int64)]
+
+    return (image, labels(inst_map),
+            None if class_map is None else labels(class_map))
 
 
 _CLASS_KEYS = ('type_map', 'class_map', 'inst_type', 'types', 'class',

@@ -249,6 +249,45 @@ def test_generic_errors(tmp_path):
                         class_dir=str(cls_dir))
 
 
+def test_generic_include_exclude_and_scale(tmp_path):
+    """Selected stems only; scale 2 doubles images and maps with ids kept
+    (labels nearest), so every instance's area is exactly 4x."""
+    img_dir, map_dir = tmp_path / 'img', tmp_path / 'maps'
+    img_dir.mkdir()
+    map_dir.mkdir()
+    rng = np.random.default_rng(0)
+    for stem in ('image01', 'image02', 'image10'):
+        Image.fromarray(rng.integers(0, 255, (6, 7, 3),
+                                     np.uint8)).save(img_dir / f'{stem}.png')
+        inst = np.zeros((6, 7), np.int32)
+        inst[1:3, 1:4] = 1
+        inst[4:6, 2:7] = 7
+        np.save(map_dir / f'{stem}.npy', inst)
+    paths = convert_generic(str(img_dir), str(map_dir), str(tmp_path / 'o'),
+                            include=['image0*'], exclude=['image02'],
+                            scale=2.0)
+    coco = _load(paths['train'])
+    assert [i['file_name'] for i in coco['images']] == ['image01.png']
+    assert (coco['images'][0]['height'], coco['images'][0]['width']) == (12,
+                                                                          14)
+    assert sorted(a['area'] for a in coco['annotations']) == [24, 40]
+    out = load_instance_map(str(tmp_path / 'o' / 'inst_maps' /
+                                'image01.png'))
+    ref = np.load(map_dir / 'image01.npy')
+    # each label pixel becomes a 2 x 2 block (ids renumbered 1..N)
+    np.testing.assert_array_equal(out > 0,
+                                  np.kron(ref, np.ones((2, 2), int)) > 0)
+    assert load_image(str(tmp_path / 'o' / 'images' /
+                          'image01.png')).shape == (12, 14, 3)
+    with pytest.raises(ValueError, match=r"include=\['x\*'\].*leave none "
+                       'of the 3 instance maps'):
+        convert_generic(str(img_dir), str(map_dir), str(tmp_path / 'o2'),
+                        include=['x*'])
+    with pytest.raises(ValueError, match='scale must be > 0'):
+        convert_generic(str(img_dir), str(map_dir), str(tmp_path / 'o3'),
+                        scale=0)
+
+
 def test_cpm17_layout_with_mat(tmp_path):
     src = tmp_path / 'cpm17'
     rng = np.random.default_rng(0)

@@ -19,19 +19,26 @@ def test_missing_source_folder_is_named(tmp_path, monkeypatch):
 def test_conversion_commands_append_the_second_train_source(
         tmp_path, monkeypatch):
     shared = tmp_path / 'shared'
-    for folder, _ in kumar_cpu.SOURCES:
+    for folder, _, _ in kumar_cpu.SOURCES:
         for sub in ('images', 'inst_masks'):
-            (shared / folder / sub).mkdir(parents=True)
+            (shared / folder / sub).mkdir(parents=True, exist_ok=True)
     calls = []
     monkeypatch.setattr(kumar_cpu, 'run', calls.append)
     monkeypatch.setattr(kumar_cpu, 'DATA_ROOT', str(tmp_path / 'out'))
     kumar_cpu.convert(str(shared))
-    tails = [cmd[-3:] for cmd in calls]
-    assert tails == [[str(tmp_path / 'out'), '--split', 'train'],
-                     ['--split', 'train', '--append'],
-                     [str(tmp_path / 'out'), '--split', 'val']]
+    tails = [cmd[4:] for cmd in calls]
+    out = str(tmp_path / 'out')
+    # CPM-15's 20x tiles (image01-07) are converted at 2x, into the same
+    # train split as the rest.
+    assert tails == [
+        [out, '--split', 'train'],
+        [out, '--split', 'train', '--exclude', 'image0[1-7]', '--append'],
+        [out, '--split', 'train', '--include', 'image0[1-7]', '--scale', '2',
+         '--append'],
+        [out, '--split', 'val']]
     assert [osp.basename(osp.dirname(cmd[2])) for cmd in calls] == [
-        'monuseg2018_test', 'cpm15_train', 'monuseg2018_train_extra']
+        'monuseg2018_test', 'cpm15_train', 'cpm15_train',
+        'monuseg2018_train_extra']
 
 
 def test_train_resumes_a_killed_run_and_reuses_finished_weights(

@@ -60,6 +60,22 @@ def parse_args(argv=None):
                    action='store_true',
                    help='add to existing annotations/<split>.json files '
                    'in OUT instead of overwriting them')
+    p.add_argument('--include',
+                   nargs='+',
+                   default=None,
+                   metavar='PATTERN',
+                   help='convert only instance maps whose stem matches one '
+                   "of these shell patterns, e.g. 'image0[1-7]'")
+    p.add_argument('--exclude',
+                   nargs='+',
+                   default=None,
+                   metavar='PATTERN',
+                   help='skip stems matching these patterns')
+    p.add_argument('--scale',
+                   type=float,
+                   default=1.0,
+                   help='resize images and maps by this factor, e.g. 2 to '
+                   'bring 20x tiles to 40x (labels: nearest; default 1)')
     return p.parse_args(argv)
 
 
@@ -82,7 +98,10 @@ def main(argv=None) -> int:
                                 map_key=a.map_key,
                                 class_key=a.class_key,
                                 write_maps=not a.no_maps,
-                                append=a.append)
+                                append=a.append,
+                                include=a.include,
+                                exclude=a.exclude,
+                                scale=a.scale)
         print(describe_splits(paths))
 
     return run_cli('generic', run)

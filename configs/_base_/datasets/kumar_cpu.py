@@ -1,7 +1,7 @@
 # The CPU recipe's real H&E data (docs/accuracy.md), one COCO root with its
 # own validation split (never the test file):
-#   train: MoNuSeg 2018 test (14 tiles, 40x) + CPM-15 train (15 tiles,
-#          20x and 40x), converted into annotations/train.json;
+#   train: MoNuSeg 2018 test (14 tiles, 40x) + CPM-15 train (15 tiles;
+#          the 7 at 20x enlarged 2x to 40x), in annotations/train.json;
 #   val:   7 tiles of the MoNuSeg 2018 training release (the release Kumar
 #          is cut from), annotations/val.json. Never trained on.
 # Prepare with the commands of README "Train on your own data on a CPU".
