@@ -45,6 +45,10 @@ VARIANTS: Dict[str, tuple] = {
     'e2e TinyViT, K=1, filter on': (E2E_CFG, None, []),
     'e2e TinyViT, K=0, filter on': (
         E2E_CFG, None, ['model.test_cfg.num_neg_prompts=0']),
+    # upstream's test-time trick: each prompt decoded with and without its
+    # negative, the mask with the higher predicted IoU kept
+    'e2e TinyViT, K=1 and K=0, best IoU': (
+        E2E_CFG, None, ['model.test_cfg.neg_prompts_both=True']),
     'e2e TinyViT, K=1, filter off': (
         E2E_CFG, None, ['model.prompter.test_cfg.mask_filter=False']),
     'e2e ResNet-18, K=1, filter on': (E2E_R18_CFG, None, []),
