@@ -216,11 +216,9 @@ def rescale_pair(image: np.ndarray, inst_map: np.ndarray,
     image = cv2.resize(image, size, interpolation=interp)
 
     def labels(m):
-        # cv2 has no nearest resize for int32/int64 labels: go through
-        # the index grid instead (exact for every id).
-        rows = np.minimum((np.arange(size[1]) + 0.5) / scale, h - 1e-6)
-        cols = np.minimum((np.arange(size[0]) + 0.5) / scale, w - 1e-6)
-        return m[rows.astype(np.int64)[:, None], cols.astype(np.int64)]
+        # Nearest with half-pixel centres, on the image's own output grid
+        # (ids copied, never interpolated).
+        return cv2.resize(m, size, interpolation=cv2.INTER_NEAREST_EXACT)
 
     return (image, labels(inst_map),
             None if class_map is None else labels(class_map))
