@@ -17,6 +17,8 @@ A second run reuses the dataset and the trained weights
 Usage: python tools/demo.py [--retrain] [--work-dir work_dirs/demo]
 """
 import argparse
+import hashlib
+import json
 import os
 import os.path as osp
 import shutil
@@ -106,32 +108,90 @@ def last_checkpoint(work_dir: str) -> str:
     return path
 
 
+def recipe_of(config: str, options: List[str],
+              inputs: Optional[dict] = None) -> dict:
+    """What a trained part depends on: its config (path and a hash of the
+    fully resolved config, so an edited base file counts), the
+    --cfg-options and any ``inputs`` (e.g. the stamp of its data)."""
+    from mmengine.config import Config
+    resolved = json.dumps(Config.fromfile(config).to_dict(), sort_keys=True,
+                          default=repr).replace(REPO, '<repo>')
+    return dict(config=config,
+                config_sha256=hashlib.sha256(resolved.encode()).hexdigest(),
+                options=list(options), **(inputs or {}))
+
+
+def write_stamp(path: str, recipe: dict) -> None:
+    """Record ``recipe`` in the JSON file ``path`` (beside what it made)."""
+    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
+    with open(path + '.tmp', 'w') as f:
+        json.dump(recipe, f, indent=1, sort_keys=True)
+    os.replace(path + '.tmp', path)
+
+
+def require_stamp(path: str, recipe: dict, what: str, remedy: str) -> None:
+    """Stop with a message naming the differing fields when the stamp
+    ``path`` (written by :func:`write_stamp`) is missing or records
+    another recipe than ``recipe``: ``what`` was made by another recipe
+    and reusing it would give silently stale results."""
+    if not osp.isfile(path):
+        raise SystemExit(f'[demo] {what} has no recipe stamp ({path}): it '
+                         f'was made by an older version; {remedy}')
+    with open(path) as f:
+        recorded = json.load(f)
+    differs = sorted(k for k in set(recorded) | set(recipe)
+                     if recorded.get(k) != recipe.get(k))
+    if differs:
+        raise SystemExit(f'[demo] {what} was made by another recipe '
+                         f'(differs in {", ".join(differs)}; see {path}); '
+                         f'{remedy}')
+
+
 def train_part(name: str, config: str, out_ckpt: str, work_dir: str,
                epochs: Optional[int], options: List[str],
-               retrain: bool, resume: bool = False) -> None:
+               retrain: bool, resume: bool = False,
+               inputs: Optional[dict] = None) -> None:
     """Train one part into ``work_dir/name`` and copy its last checkpoint
-    to ``out_ckpt`` (reused unless ``retrain``); with ``resume``, a killed
-    run continues from its last checkpoint."""
-    if osp.isfile(out_ckpt) and not retrain:
-        print(f'[demo] reusing the trained {name}: {out_ckpt} '
-              '(--retrain to train again)')
-        return
-    part_dir = osp.join(work_dir, name)
-    if retrain and osp.isdir(part_dir):
-        shutil.rmtree(part_dir)
+    to ``out_ckpt``; with ``resume``, a killed run continues from its last
+    checkpoint.
+
+    Finished weights are reused unless ``retrain``, and only when the
+    stamp beside them (``<out_ckpt>.recipe.json``) records the same recipe
+    (:func:`recipe_of` of the config, options and ``inputs``); likewise a
+    killed run is resumed only under the recipe it started with.
+    Otherwise the step stops and asks for ``--retrain``.
+    """
     extra = list(options)
     if epochs is not None:
         extra += [
             f'train_cfg.max_epochs={epochs}',
             f'train_cfg.val_interval={epochs}'
         ]
+    recipe = recipe_of(config, extra, inputs)
+    done_stamp = out_ckpt + '.recipe.json'
+    if osp.isfile(out_ckpt) and not retrain:
+        require_stamp(done_stamp, recipe, f'the trained {name} {out_ckpt}',
+                      'pass --retrain to train it again')
+        print(f'[demo] reusing the trained {name}: {out_ckpt} '
+              '(--retrain to train again)')
+        return
+    part_dir = osp.join(work_dir, name)
+    if retrain and osp.isdir(part_dir):
+        shutil.rmtree(part_dir)
+    run_stamp = osp.join(part_dir, 'recipe.json')
     cmd = [sys.executable, 'tools/train.py', config, '--work-dir', part_dir]
     if resume and osp.isfile(osp.join(part_dir, 'last_checkpoint')):
+        require_stamp(run_stamp, recipe,
+                      f'the interrupted {name} run in {part_dir}',
+                      'pass --retrain to start it afresh')
         cmd.append('--resume')
+    else:
+        write_stamp(run_stamp, recipe)
     if extra:
         cmd += ['--cfg-options'] + extra
     run(cmd)
     shutil.copyfile(last_checkpoint(part_dir), out_ckpt)
+    write_stamp(done_stamp, recipe)
     print(f'[demo] {name} weights: {out_ckpt}')
 
 
@@ -139,7 +199,6 @@ def latest_test_metrics(test_dir: str) -> dict:
     """Metrics of the newest ``tools/test.py`` run in ``test_dir`` (the
     ``<timestamp>/<timestamp>.json`` that mmengine's LoggerHook writes)."""
     import glob
-    import json
     runs = sorted(glob.glob(osp.join(test_dir, '*', '*.json')))
     if not runs:
         raise SystemExit(f'[demo] no test metrics found in {test_dir}')

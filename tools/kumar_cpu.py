@@ -15,6 +15,10 @@ tiles in ../shared/data (docs/accuracy.md has the measured numbers):
 Each step is a plain command of the repo's tools (printed before it runs).
 Killed runs resume from their last crash-safe checkpoint; finished parts
 (work_dirs/kumar_cpu/{segmentor,prompter}.pth) are reused unless --retrain.
+Each output has a recipe stamp (data/kumar_cpu/recipe.json,
+<weights>.recipe.json): data or weights made by another recipe (other
+sources, an edited config) stop the run with a message instead of being
+reused silently.
 
 Usage: python tools/kumar_cpu.py [--shared-data ../shared/data] [--retrain]
 """
@@ -25,7 +29,8 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 from demo import (REPO, format_metric_table,  # noqa: E402
-                  latest_test_metrics, run, train_part)
+                  latest_test_metrics, require_stamp, run, train_part,
+                  write_stamp)
 
 SEGMENTOR_CFG = 'configs/cpu/segmentor_litemedsam_kumar.py'
 PROMPTER_CFG = 'configs/cpu/prompter_tinyvit_kumar.py'
@@ -53,11 +58,28 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def data_recipe() -> dict:
+    """What the converted data depends on (kept in its stamp file)."""
+    return dict(sources=[[folder, split, list(extra)]
+                         for folder, split, extra in SOURCES])
+
+
+def data_stamp_path() -> str:
+    return osp.join(DATA_ROOT, 'recipe.json')
+
+
 def convert(shared: str) -> None:
-    """Step 1: the COCO root of the recipe (train + val splits)."""
+    """Step 1: the COCO root of the recipe (train + val splits).
+
+    Reused when both splits exist and its stamp records this recipe's
+    sources; a folder converted otherwise (an older recipe) stops the run
+    instead of being trained on silently."""
     anns = [osp.join(DATA_ROOT, 'annotations', f'{s}.json')
             for s in ('train', 'val')]
     if all(osp.isfile(a) for a in anns):
+        require_stamp(data_stamp_path(), data_recipe(),
+                      f'the converted data in {DATA_ROOT}',
+                      f'remove {DATA_ROOT} to convert it again')
         print(f'[kumar-cpu] reusing the converted data in {DATA_ROOT}')
         return
     written = set()
@@ -76,14 +98,16 @@ def convert(shared: str) -> None:
             cmd.append('--append')
         written.add(split)
         run(cmd)
+    write_stamp(data_stamp_path(), data_recipe())
 
 
 def train(name: str, config: str, work_dir: str, retrain: bool) -> str:
     """Steps 2-3: train one part (resuming a killed run), return its
-    final weights."""
+    final weights. They are reused only if made by the same config from
+    the same converted data (the data's recipe is part of theirs)."""
     out_ckpt = osp.join(work_dir, f'{name}.pth')
     train_part(name, config, out_ckpt, work_dir, None, [], retrain,
-               resume=True)
+               resume=True, inputs=dict(data=data_recipe()))
     return out_ckpt
 
 
