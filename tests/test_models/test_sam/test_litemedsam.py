@@ -45,10 +45,13 @@ def test_same_model_as_the_package(litemedsam):
     with torch.no_grad():
         emb = litemedsam.encode_image(x)
         assert emb.shape == (1, 256, 64, 64)
-        assert torch.equal(emb, ref.image_encoder(x))
+        # BatchNorm folded into the convs, channels-last: same embedding
+        # within float rounding.
+        torch.testing.assert_close(emb, ref.image_encoder(x), rtol=1e-4,
+                                   atol=1e-5)
         ours, _ = litemedsam.decode_boxes(emb, boxes)
         theirs = ref(x, boxes.numpy())  # (N, 1, 256, 256) logits
-    assert torch.allclose(ours, theirs[:, 0], atol=1e-4)
+    torch.testing.assert_close(ours, theirs[:, 0], rtol=1e-4, atol=1e-3)
 
 
 def test_box_prompts_on_real_nuclei(litemedsam, shared_data):
